@@ -1,0 +1,30 @@
+// The subcommands of `ditrun`. Each returns the process exit code: 0 done, 1 runtime failure, 2 bad input.
+#pragma once
+#include <optional>
+#include <string>
+
+namespace ditrun {
+
+struct RunOptions {
+  std::string job_file;
+  std::string backend;  // overrides model.backend when set: auto | cpu | cuda
+};
+// `ditrun run JOB.toml`: collective over all ranks of the launch (mpirun/srun or a single process).
+int run_command(const RunOptions& options, int* argc, char*** argv);
+
+struct PlanOptions {
+  std::optional<std::string> job_file;  // layout keys come from its [parallel] section
+  std::optional<int> gpus;
+  int gpus_per_node = 8;
+  std::string launch = "block";         // block | cyclic: how the launcher spreads ranks over hosts
+  std::optional<int> replicas, cfg, pipefusion, ring, ulysses, vae_ranks, text_ranks;
+  bool per_rank = false;
+  bool json = false;
+};
+// `ditrun plan`: the layout of any number of GPUs, without MPI or GPUs.
+int plan_command(const PlanOptions& options);
+
+// Prints "ditrun: error: <what> (<where>)" (the one-line form of bad input) on stderr.
+void print_input_error(const std::string& what, const std::string& where);
+
+}  // namespace ditrun

@@ -1,0 +1,71 @@
+// The job file (TOML): model, parallel layout request, sampling defaults, output settings and the prompts.
+// docs/job-keys.md lists every key; keep it in step with job.cc and manifest.cc.
+#pragma once
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "launcher/input_error.h"
+#include "partition/layout.h"
+
+namespace ditrun {
+
+struct SamplingParams {
+  int steps = 50;
+  double guidance = 5.0;
+  double shift = 5.0;
+  std::string solver = "unipc";
+  int frames = 81;
+  int width = 832;
+  int height = 480;
+};
+
+struct PromptItem {
+  std::string id;
+  std::string prompt;
+  std::string negative_prompt;
+  uint64_t seed = 0;
+  SamplingParams sampling;
+  std::string source;  // where it was defined: "job.toml: prompts.list[3]" or "prompts.jsonl:12"
+};
+
+struct ModelSection {
+  std::string name = "tiny";  // "tiny" or a model directory, already resolved against the job file's directory
+  std::string backend = "auto";
+};
+
+struct OutputSection {
+  std::string dir = "out";  // relative to the working directory, as given
+  std::string codec = "h264";
+  int crf = 18;
+  std::string preset = "medium";
+  int fps = 16;
+  std::vector<std::string> save;  // any of "latents", "embeddings", "frames"
+};
+
+struct Job {
+  std::filesystem::path file;  // the job file as given
+  ModelSection model;
+  partition::LayoutRequest parallel;
+  SamplingParams sampling;  // job-wide defaults
+  uint64_t seed = 0;
+  std::string negative_prompt;  // job-wide default
+  OutputSection output;
+  std::filesystem::path manifest;   // empty when prompts come inline
+  std::vector<PromptItem> prompts;  // resolved: every field filled in
+};
+
+// Reads and parses `file`. Throws InputError.
+Job load_job(const std::filesystem::path& file);
+
+// Parses job text; `file` is used in messages and to resolve the model and manifest paths. Throws InputError.
+Job parse_job(std::string_view toml_text, const std::filesystem::path& file);
+
+// The job as resolved, every default filled in (for report.json).
+nlohmann::json job_to_json(const Job& job);
+
+}  // namespace ditrun

@@ -1,0 +1,75 @@
+// ditrun: renders videos from text with Wan2.1-class diffusion transformers on 1 to 128 GPUs.
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <exception>
+#include <string>
+
+#include "comm/abort.h"
+#include "launcher/commands.h"
+
+namespace {
+
+[[noreturn]] void end_job_on_uncaught_exception() {
+  std::string reason = "unknown failure";
+  if (auto e = std::current_exception()) {
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+      reason = ex.what();
+    } catch (...) {
+    }
+  }
+  ditrun::comm::abort_job(reason, 1);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"ditrun: text-to-video with Wan2.1 diffusion transformers on 1 to 128 GPUs, under mpirun or srun"};
+  app.set_version_flag("--version", std::string("ditrun ") + DITRUN_VERSION + " (" + DITRUN_GIT_COMMIT + ")");
+  app.require_subcommand(1);
+  app.footer(
+      "Examples:\n"
+      "  mpirun -np 4 ditrun run examples/tiny.toml\n"
+      "  srun ditrun run job.toml\n"
+      "  ditrun plan --gpus 64 --gpus-per-node 8 --cfg 2 --ulysses 8 --ring 4\n"
+      "Exit codes: 0 done, 1 runtime failure, 2 bad input (job file, manifest, layout).");
+
+  ditrun::RunOptions run;
+  auto* run_cmd = app.add_subcommand("run", "Run a job file (collective over all ranks of the launch)");
+  run_cmd->add_option("job", run.job_file, "Job file (TOML)")->required();
+  run_cmd->add_option("--backend", run.backend, "Override model.backend: auto | cpu | cuda");
+
+  ditrun::PlanOptions plan;
+  auto* plan_cmd = app.add_subcommand("plan", "Print the layout of a number of GPUs: roles, mesh, every group's "
+                                              "ranks and hosts (no MPI or GPU needed)");
+  plan_cmd->add_option("job", plan.job_file, "Job file whose [parallel] section gives the layout");
+  plan_cmd->add_option("--gpus", plan.gpus, "Number of GPUs (ranks) to lay out");
+  plan_cmd->add_option("--gpus-per-node", plan.gpus_per_node, "GPUs per node")->capture_default_str();
+  plan_cmd->add_option("--launch", plan.launch, "How ranks are spread over nodes: block | cyclic (round-robin)")
+      ->capture_default_str();
+  plan_cmd->add_option("--replicas", plan.replicas, "Model replicas (default: as many as the GPUs allow)");
+  plan_cmd->add_option("--cfg", plan.cfg, "CFG-parallel degree: 1 or 2");
+  plan_cmd->add_option("--pipefusion", plan.pipefusion, "PipeFusion stages");
+  plan_cmd->add_option("--ring", plan.ring, "Ring-attention degree");
+  plan_cmd->add_option("--ulysses", plan.ulysses, "Ulysses degree");
+  plan_cmd->add_option("--vae-ranks", plan.vae_ranks, "Dedicated VAE ranks (0 = shared with DiT ranks)");
+  plan_cmd->add_option("--text-ranks", plan.text_ranks, "Dedicated text-encoder ranks (0 = shared)");
+  plan_cmd->add_flag("--ranks", plan.per_rank, "Also print every rank with its host and roles");
+  plan_cmd->add_flag("--json", plan.json, "Print the plan as JSON");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
+    std::fprintf(stderr, "ditrun: error: %s (command line; see ditrun --help)\n", e.what());
+    return 2;
+  }
+
+  // A runtime failure escapes uncaught on purpose: with no handler, nothing unwinds (no MPI_Finalize or NCCL
+  // destroy that would wait for peers), and the terminate handler ends every rank of the job at once.
+  std::set_terminate(end_job_on_uncaught_exception);
+  if (*plan_cmd) return ditrun::plan_command(plan);
+  return ditrun::run_command(run, &argc, &argv);
+}

@@ -1,0 +1,153 @@
+// `ditrun run`: read and validate the job on every rank, lay out the ranks, build and check every communicator,
+// and write report.json. Later stages (text, DiT, VAE) plug in after the communicators.
+#include <filesystem>
+#include <optional>
+
+#include "comm/abort.h"
+#include "comm/communicators.h"
+#include "comm/cuda_device.h"
+#include "comm/mpi_runtime.h"
+#include "launcher/commands.h"
+#include "launcher/input_error.h"
+#include "launcher/job.h"
+#include "launcher/progress.h"
+#include "launcher/report.h"
+#include "partition/plan.h"
+#include "partition/plan_text.h"
+
+namespace ditrun {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// What every rank knows after validation.
+struct ValidJob {
+  Job job;
+  std::optional<partition::Plan> plan;
+};
+
+// Validation that needs no GPU: job file, prompts, layout against the launch, output folder.
+void validate(ValidJob& v, const RunOptions& options, const comm::MpiRuntime& mpi) {
+  v.job = load_job(options.job_file);
+  if (!options.backend.empty()) v.job.model.backend = options.backend;
+  const std::string& backend = v.job.model.backend;
+  if (backend != "auto" && backend != "cpu" && backend != "cuda")
+    throw InputError("backend must be auto, cpu or cuda, got \"" + backend + "\"", "--backend");
+  if (v.job.model.name != "tiny" && !std::filesystem::is_directory(v.job.model.name))
+    throw InputError("model directory " + v.job.model.name + " does not exist",
+                     options.job_file + ": model.name");
+  try {
+    v.plan.emplace(partition::make_plan(v.job.parallel, partition::Topology(mpi.hosts())));
+  } catch (const partition::LayoutError& e) {
+    throw InputError(e.what(), options.job_file + ": " + e.key());
+  }
+  const std::filesystem::path out = v.job.output.dir;
+  if (std::filesystem::exists(out) && !std::filesystem::is_directory(out))
+    throw InputError("output directory " + out.string() + " exists and is not a directory",
+                     options.job_file + ": output.dir");
+}
+
+// Every rank validates; if any failed, the lowest failing rank prints its one line and all return 2.
+bool agree_valid(const comm::MpiRuntime& mpi, const std::optional<InputError>& error) {
+  const int failing = mpi.min_over_ranks(error ? mpi.rank() : mpi.size());
+  if (failing == mpi.size()) return true;
+  if (mpi.rank() == failing) print_input_error(error->what(), error->where());
+  return false;
+}
+
+}  // namespace
+
+int run_command(const RunOptions& options, int* argc, char*** argv) {
+  comm::MpiRuntime mpi(argc, argv);
+  Progress progress(mpi.rank() == 0);
+  const std::string started = utc_timestamp();
+  const auto job_start = Clock::now();
+  StageTimes stages;
+
+  // 1. Read and validate, before any GPU work.
+  ValidJob v;
+  std::optional<InputError> error;
+  try {
+    validate(v, options, mpi);
+  } catch (const InputError& e) {
+    error = e;
+  } catch (const std::exception& e) {
+    error = InputError(e.what(), options.job_file);
+  }
+  if (!agree_valid(mpi, error)) return 2;
+  const partition::Plan& plan = *v.plan;
+  stages.add("read and validate job", seconds_since(job_start));
+  progress.line("job " + options.job_file + ": " + std::to_string(v.job.prompts.size()) + " prompt" +
+                (v.job.prompts.size() == 1 ? "" : "s") + ", model " + v.job.model.name);
+  progress.line("layout: " + plan.layout().describe());
+  for (const auto& w : plan.warnings()) progress.line("warning: " + w);
+
+  // 2. Backend: CUDA when asked for, or by default when every rank sees a GPU.
+  auto t = Clock::now();
+  const int devices = comm::cuda_device_count();
+  const int min_devices = mpi.min_over_ranks(devices);
+  const bool want_cuda = v.job.model.backend == "cuda";
+  if (want_cuda && min_devices == 0) {
+    if (devices == 0)
+      print_input_error("backend cuda was asked for but this rank sees no CUDA device",
+                        "rank " + std::to_string(mpi.rank()));
+    return 2;
+  }
+  const bool use_cuda = want_cuda || (v.job.model.backend == "auto" && min_devices > 0);
+  std::string device_name = "cpu";
+  if (use_cuda) {
+    comm::select_cuda_device(mpi.local_rank());
+    device_name = comm::current_cuda_device_name();
+  }
+  stages.add("select backend", seconds_since(t));
+  progress.line(std::string("backend: ") + (use_cuda ? "cuda (" + device_name + "), nccl" : "cpu, mpi"));
+
+  // 3. One communicator per group, each checked with a small collective.
+  t = Clock::now();
+  const auto sets = plan_group_sets(plan);
+  comm::Communicators comms(sets, use_cuda ? comm::Backend::nccl : comm::Backend::mpi);
+  mpi.barrier();
+  stages.add("build communicators", seconds_since(t));
+  t = Clock::now();
+  const auto checks = comms.check();
+  stages.add("check communicators", seconds_since(t));
+  int failed = 0;
+  for (const auto& c : checks) {
+    if (!c.ok) {
+      ++failed;
+      progress.line("group " + c.set + "[" + std::to_string(c.group) + "] failed its check: " + c.detail);
+    }
+  }
+  if (mpi.rank() == 0)
+    progress.line("communicators: " + std::to_string(checks.size()) + " groups in " + std::to_string(sets.size()) +
+                  " sets checked, " + std::to_string(failed) + " failed");
+  if (mpi.max_over_ranks(failed) > 0) comm::abort_job("communicator check failed", 1);
+
+  // 4. The report (rank 0), complete or absent: written through report.json.part.
+  if (mpi.rank() == 0) {
+    nlohmann::json report;
+    report["ditrun"] = {{"version", DITRUN_VERSION}, {"commit", DITRUN_GIT_COMMIT}};
+    report["started"] = started;
+    report["finished"] = utc_timestamp();
+    report["status"] = "ok";
+    report["job"] = job_to_json(v.job);
+    report["backend"] = {{"compute", use_cuda ? "cuda" : "cpu"},
+                         {"communicators", use_cuda ? "nccl" : "mpi"},
+                         {"device", device_name}};
+    report["world"] = {{"ranks", mpi.size()}, {"hosts", plan.topology().hosts()},
+                       {"rank_hosts", plan.topology().host_of_rank()}};
+    nlohmann::json plan_json = plan_to_json(plan);
+    add_group_checks(plan_json, checks);
+    report["plan"] = std::move(plan_json);
+    stages.add("total", seconds_since(job_start));
+    report["stages"] = stages.to_json();
+    const auto path = write_report(v.job.output.dir, report);
+    progress.line("report: " + path.string());
+  }
+  mpi.barrier();
+  return 0;
+}
+
+}  // namespace ditrun

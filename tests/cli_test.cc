@@ -1,0 +1,186 @@
+// The ditrun binary as a user runs it: --help/--version, plan, and run under mpirun (good and bad input).
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Result {
+  int code;
+  std::string out;
+  std::string err;
+};
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+class Cli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           ("ditrun_cli_" + std::to_string(::getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  Result run(const std::string& args) {
+    const fs::path out = dir_ / "stdout.txt", err = dir_ / "stderr.txt";
+    const std::string cmd = "cd " + dir_.string() + " && " + args + " >" + out.string() + " 2>" + err.string();
+    const int status = std::system(cmd.c_str());
+    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(out), slurp(err)};
+  }
+  std::string ditrun() const { return DITRUN_BINARY; }
+  std::string mpirun(int np) const {
+    return std::string(DITRUN_MPIEXEC) + " -np " + std::to_string(np) + " " + DITRUN_MPIEXEC_FLAGS + " " + DITRUN_BINARY;
+  }
+  fs::path write(const std::string& name, const std::string& text) {
+    std::ofstream(dir_ / name) << text;
+    return dir_ / name;
+  }
+  static int count_lines_with(const std::string& text, const std::string& needle) {
+    int n = 0;
+    std::istringstream in(text);
+    for (std::string line; std::getline(in, line);) n += line.find(needle) != std::string::npos;
+    return n;
+  }
+  fs::path dir_;
+};
+
+const char* kJob = R"(
+[model]
+name = "tiny"
+[parallel]
+cfg = 2
+ulysses = 2
+[sampling]
+steps = 3
+frames = 5
+width = 64
+height = 48
+[output]
+dir = "out"
+[prompts]
+list = ["a red fox in snow", {id = "boat", prompt = "a sailing boat at dawn", seed = 42}]
+)";
+
+}  // namespace
+
+TEST_F(Cli, VersionAndHelp) {
+  Result v = run(ditrun() + " --version");
+  EXPECT_EQ(v.code, 0);
+  EXPECT_NE(v.out.find("ditrun 0."), std::string::npos) << v.out;
+  Result h = run(ditrun() + " --help");
+  EXPECT_EQ(h.code, 0);
+  EXPECT_NE(h.out.find("run"), std::string::npos);
+  EXPECT_NE(h.out.find("plan"), std::string::npos);
+  Result bad = run(ditrun() + " frobnicate");
+  EXPECT_EQ(bad.code, 2);
+  EXPECT_EQ(count_lines_with(bad.err, "ditrun: error:"), 1) << bad.err;
+}
+
+TEST_F(Cli, PlanPrintsEveryGroupWithRanksAndHosts) {
+  Result r = run(ditrun() + " plan --gpus 64 --gpus-per-node 8 --cfg 2 --ulysses 8 --ring 4");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("ulysses groups: 8 × 8 ranks, each within one host"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("ulysses[7]  ranks 56-63  hosts node007"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("ring[0]  ranks 0,8,16,24  hosts node000,node001,node002,node003"), std::string::npos);
+  EXPECT_NE(r.out.find("cfg[0]  ranks 0,32  hosts node000,node004"), std::string::npos);
+  // Round-robin launch: Ulysses groups still inside one node.
+  Result rr = run(ditrun() + " plan --gpus 16 --gpus-per-node 8 --ulysses 8 --ring 2 --launch cyclic --json");
+  ASSERT_EQ(rr.code, 0) << rr.err;
+  const auto j = nlohmann::json::parse(rr.out);
+  for (const auto& g : j["groups"]["ulysses"]) EXPECT_EQ(g["hosts"].size(), 1u) << g.dump();
+  EXPECT_EQ(j["groups"]["ulysses"][0]["ranks"], nlohmann::json::parse("[0,2,4,6,8,10,12,14]"));
+}
+
+TEST_F(Cli, PlanFromAJobFileAndWarnings) {
+  write("job.toml", kJob);
+  Result r = run(ditrun() + " plan job.toml --gpus 8 --gpus-per-node 4");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("replicas 2 × cfg 2 × pipefusion 1 × ring 1 × ulysses 2 = 8 DiT ranks"), std::string::npos)
+      << r.out;
+  Result w = run(ditrun() + " plan --gpus 12 --gpus-per-node 4 --ulysses 6");
+  ASSERT_EQ(w.code, 0);
+  EXPECT_NE(w.out.find("warning: ulysses group 0 spans hosts node000,node001"), std::string::npos) << w.out;
+}
+
+TEST_F(Cli, PlanRejectsBadLayoutsWithOneLineAndCode2) {
+  for (const std::string args : {" plan --gpus 8 --cfg 3", " plan --gpus 8 --ulysses 0", " plan --gpus 6 --ulysses 4",
+                                 " plan --gpus 4 --vae-ranks 5", " plan --cfg 2"}) {
+    Result r = run(ditrun() + args);
+    EXPECT_EQ(r.code, 2) << args;
+    EXPECT_EQ(count_lines_with(r.err, "ditrun: error:"), 1) << args << ": " << r.err;
+    EXPECT_TRUE(r.out.empty()) << args;
+  }
+}
+
+TEST_F(Cli, RunUnderMpirunBuildsAndChecksEveryCommunicatorAndWritesTheReport) {
+  write("job.toml", kJob);
+  const auto start = std::chrono::steady_clock::now();
+  Result r = run(mpirun(4) + " run job.toml --backend cpu");
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(60));
+  EXPECT_NE(r.err.find("layout: replicas 1 × cfg 2"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find('\r'), std::string::npos) << "carriage return in a log";
+  ASSERT_TRUE(fs::exists(dir_ / "out" / "report.json"));
+  EXPECT_FALSE(fs::exists(dir_ / "out" / "report.json.part"));
+  const auto report = nlohmann::json::parse(slurp(dir_ / "out" / "report.json"));
+  EXPECT_EQ(report["status"], "ok");
+  EXPECT_EQ(report["world"]["ranks"], 4);
+  EXPECT_EQ(report["backend"]["communicators"], "mpi");
+  EXPECT_EQ(report["job"]["sampling"]["steps"], 3);
+  EXPECT_EQ(report["job"]["prompts"]["count"], 2);
+  EXPECT_EQ(report["plan"]["layout"]["cfg"], 2);
+  EXPECT_EQ(report["plan"]["layout"]["replicas"], 1);
+  const auto& groups = report["plan"]["groups"];
+  EXPECT_EQ(groups["ulysses"].size(), 2u);
+  EXPECT_EQ(groups["cfg"][0]["ranks"], nlohmann::json::parse("[0,2]"));
+  int checked = 0;
+  for (const auto& [kind, list] : groups.items())
+    for (const auto& g : list) {
+      ASSERT_TRUE(g.contains("check")) << kind;
+      EXPECT_TRUE(g["check"]["ok"].get<bool>()) << kind << g.dump();
+      ++checked;
+    }
+  EXPECT_GE(checked, 11);
+  std::vector<std::string> stages;
+  for (const auto& s : report["stages"]) stages.push_back(s["stage"]);
+  EXPECT_NE(std::find(stages.begin(), stages.end(), "build communicators"), stages.end());
+  EXPECT_NE(std::find(stages.begin(), stages.end(), "total"), stages.end());
+}
+
+TEST_F(Cli, BadInputUnderMpirunIsOneLineAndCode2AndWritesNothing) {
+  std::string job = kJob;
+  job.replace(job.find("cfg = 2"), 7, "cfg = 3");
+  write("bad_cfg.toml", job);
+  Result r = run(mpirun(2) + " run bad_cfg.toml");
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_EQ(count_lines_with(r.err + r.out, "ditrun: error:"), 1) << r.err;
+  EXPECT_NE(r.err.find("parallel.cfg"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir_ / "out"));
+
+  write("good.toml", kJob);
+  Result wrong_world = run(mpirun(3) + " run good.toml");  // cfg 2 × ulysses 2 does not fit 3 ranks
+  EXPECT_EQ(wrong_world.code, 2);
+  EXPECT_EQ(count_lines_with(wrong_world.err, "ditrun: error:"), 1) << wrong_world.err;
+  EXPECT_NE(wrong_world.err.find("not a multiple of"), std::string::npos) << wrong_world.err;
+
+  Result missing = run(mpirun(2) + " run nope.toml");
+  EXPECT_EQ(missing.code, 2);
+  EXPECT_EQ(count_lines_with(missing.err, "ditrun: error:"), 1) << missing.err;
+  EXPECT_FALSE(fs::exists(dir_ / "out"));
+}
