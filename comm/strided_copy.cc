@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "comm/error.h"
+
 #ifdef DITRUN_WITH_CUDA
 #include "comm/cuda_check.h"
 #endif

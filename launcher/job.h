@@ -1,5 +1,5 @@
 // The job file (TOML): model, parallel layout request, sampling defaults, output settings and the prompts.
-// docs/job-keys.md lists every key; keep it in step with job.cc and manifest.cc.
+// README.md ("Job file") lists every key; keep it in step with job.cc and manifest.cc.
 #pragma once
 #include <cstdint>
 #include <filesystem>

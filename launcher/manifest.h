@@ -40,7 +40,7 @@ std::string check_prompt_id(std::string_view id);        // 1..128 of [A-Za-z0-9
 std::string check_prompt_text(std::string_view prompt);  // non-empty after trimming whitespace
 std::string check_seed(int64_t seed);                    // 0 .. 2^63-1
 
-// base + index; sets `problem` (else leaves it "") when the sum passes 2^63-1.
+// base + index; `problem` says why when the sum passes 2^63-1, else is set to "".
 uint64_t derive_seed(uint64_t base, uint64_t index, std::string& problem);
 
 // `s` quoted and escaped as a JSON string, cut to a readable length (for messages).

@@ -85,33 +85,37 @@ std::vector<PromptItem> manifest(const std::string& text, const SamplingParams& 
   return parse_manifest(in, "prompts.jsonl", d, neg, base);
 }
 
+// Every field on one line, so one comparison checks them all with a readable diff.
+std::string fields(const SamplingParams& s) {
+  std::ostringstream o;
+  o << "steps=" << s.steps << " guidance=" << s.guidance << " shift=" << s.shift << " solver=" << s.solver
+    << " frames=" << s.frames << " size=" << s.width << "x" << s.height;
+  return o.str();
+}
+std::string fields(const partition::LayoutRequest& p) {
+  std::ostringstream o;
+  o << "replicas=" << p.replicas << " cfg=" << p.cfg << " pipefusion=" << p.pipefusion << " ring=" << p.ring
+    << " ulysses=" << p.ulysses << " vae=" << p.vae_ranks << " text=" << p.text_ranks;
+  return o.str();
+}
+std::string fields(const OutputSection& out) {
+  std::ostringstream o;
+  o << "dir=" << out.dir << " codec=" << out.codec << " crf=" << out.crf << " preset=" << out.preset
+    << " fps=" << out.fps << " save=";
+  for (const std::string& v : out.save) o << v << ",";
+  return o.str();
+}
+
 TEST(Job, DefaultsFillIn) {
   const Job job = parse("[prompts]\nlist = [\"a cat\", \"a dog\"]\n");
   EXPECT_EQ(job.file, fs::path("job.toml"));
   EXPECT_EQ(job.model.name, "tiny");
   EXPECT_EQ(job.model.backend, "auto");
-  EXPECT_EQ(job.parallel.replicas, 0);
-  EXPECT_EQ(job.parallel.cfg, 1);
-  EXPECT_EQ(job.parallel.pipefusion, 1);
-  EXPECT_EQ(job.parallel.ring, 1);
-  EXPECT_EQ(job.parallel.ulysses, 1);
-  EXPECT_EQ(job.parallel.vae_ranks, 0);
-  EXPECT_EQ(job.parallel.text_ranks, 0);
-  EXPECT_EQ(job.sampling.steps, 50);
-  EXPECT_DOUBLE_EQ(job.sampling.guidance, 5.0);
-  EXPECT_DOUBLE_EQ(job.sampling.shift, 5.0);
-  EXPECT_EQ(job.sampling.solver, "unipc");
-  EXPECT_EQ(job.sampling.frames, 81);
-  EXPECT_EQ(job.sampling.width, 832);
-  EXPECT_EQ(job.sampling.height, 480);
+  EXPECT_EQ(fields(job.parallel), "replicas=0 cfg=1 pipefusion=1 ring=1 ulysses=1 vae=0 text=0");
+  EXPECT_EQ(fields(job.sampling), "steps=50 guidance=5 shift=5 solver=unipc frames=81 size=832x480");
   EXPECT_EQ(job.seed, 0u);
   EXPECT_EQ(job.negative_prompt, "");
-  EXPECT_EQ(job.output.dir, "out");
-  EXPECT_EQ(job.output.codec, "h264");
-  EXPECT_EQ(job.output.crf, 18);
-  EXPECT_EQ(job.output.preset, "medium");
-  EXPECT_EQ(job.output.fps, 16);
-  EXPECT_TRUE(job.output.save.empty());
+  EXPECT_EQ(fields(job.output), "dir=out codec=h264 crf=18 preset=medium fps=16 save=");
   EXPECT_TRUE(job.manifest.empty());
   ASSERT_EQ(job.prompts.size(), 2u);
   EXPECT_EQ(job.prompts[0].id, "p0000");
@@ -119,81 +123,36 @@ TEST(Job, DefaultsFillIn) {
   EXPECT_EQ(job.prompts[1].prompt, "a dog");
   EXPECT_EQ(job.prompts[1].seed, 1u);
   EXPECT_EQ(job.prompts[1].negative_prompt, "");
-  EXPECT_EQ(job.prompts[1].sampling.steps, 50);
+  EXPECT_EQ(fields(job.prompts[1].sampling), fields(job.sampling));
   EXPECT_EQ(job.prompts[1].source, "job.toml: prompts.list[1]");
 }
 
 TEST(Job, EveryKeyRoundTrips) {
   const TempDir dir;
+  // Sections as inline tables are plain TOML too.
   const fs::path file = dir.write("jobs/job.toml", R"(
-[model]
-name = "models/wan-1.3b"
-backend = "cuda"
-
-[parallel]
-replicas = 2
-cfg = 2
-pipefusion = 3
-ring = 4
-ulysses = 8
-vae_ranks = 5
-text_ranks = 6
-
-[sampling]
-steps = 20
-guidance = 6
-shift = 3.5
-solver = "euler"
-frames = 33
-width = 1280
-height = 720
-seed = 1000
-negative_prompt = "blurry"
-
-[output]
-dir = "renders/run1"
-codec = "y4m"
-crf = 23
-preset = "veryslow"
-fps = 24
-save = ["latents", "embeddings", "frames"]
-
-[prompts]
-list = ["a cat"]
+model = {name = "models/wan-1.3b", backend = "cuda"}
+parallel = {replicas = 2, cfg = 2, pipefusion = 3, ring = 4, ulysses = 8, vae_ranks = 5, text_ranks = 6}
+sampling = {steps = 20, guidance = 6, shift = 3.5, solver = "euler", frames = 33, width = 1280, height = 720, seed = 1000, negative_prompt = "blurry"}
+output = {dir = "renders/run1", codec = "y4m", crf = 23, preset = "veryslow", fps = 24, save = ["latents", "embeddings", "frames"]}
+prompts = {list = ["a cat"]}
 )");
   const Job job = load_job(file);
   EXPECT_EQ(job.file, file);
   EXPECT_EQ(job.model.name, (dir.path() / "jobs/models/wan-1.3b").string());
   EXPECT_EQ(job.model.backend, "cuda");
-  EXPECT_EQ(job.parallel.replicas, 2);
-  EXPECT_EQ(job.parallel.cfg, 2);
-  EXPECT_EQ(job.parallel.pipefusion, 3);
-  EXPECT_EQ(job.parallel.ring, 4);
-  EXPECT_EQ(job.parallel.ulysses, 8);
-  EXPECT_EQ(job.parallel.vae_ranks, 5);
-  EXPECT_EQ(job.parallel.text_ranks, 6);
-  EXPECT_EQ(job.sampling.steps, 20);
-  EXPECT_DOUBLE_EQ(job.sampling.guidance, 6.0);  // an integer accepted for a float
-  EXPECT_DOUBLE_EQ(job.sampling.shift, 3.5);
-  EXPECT_EQ(job.sampling.solver, "euler");
-  EXPECT_EQ(job.sampling.frames, 33);
-  EXPECT_EQ(job.sampling.width, 1280);
-  EXPECT_EQ(job.sampling.height, 720);
+  EXPECT_EQ(fields(job.parallel), "replicas=2 cfg=2 pipefusion=3 ring=4 ulysses=8 vae=5 text=6");
+  EXPECT_EQ(fields(job.sampling), "steps=20 guidance=6 shift=3.5 solver=euler frames=33 size=1280x720");
   EXPECT_EQ(job.seed, 1000u);
   EXPECT_EQ(job.negative_prompt, "blurry");
-  EXPECT_EQ(job.output.dir, "renders/run1");  // as given, not relative to the job file
-  EXPECT_EQ(job.output.codec, "y4m");
-  EXPECT_EQ(job.output.crf, 23);
-  EXPECT_EQ(job.output.preset, "veryslow");
-  EXPECT_EQ(job.output.fps, 24);
-  EXPECT_EQ(job.output.save, (std::vector<std::string>{"latents", "embeddings", "frames"}));
+  // output.dir stays as given, not relative to the job file.
+  EXPECT_EQ(fields(job.output),
+            "dir=renders/run1 codec=y4m crf=23 preset=veryslow fps=24 save=latents,embeddings,frames,");
   ASSERT_EQ(job.prompts.size(), 1u);
   const PromptItem& p = job.prompts[0];
   EXPECT_EQ(p.seed, 1000u);
   EXPECT_EQ(p.negative_prompt, "blurry");
-  EXPECT_EQ(p.sampling.steps, 20);
-  EXPECT_EQ(p.sampling.solver, "euler");
-  EXPECT_EQ(p.sampling.width, 1280);
+  EXPECT_EQ(fields(p.sampling), fields(job.sampling));
   EXPECT_EQ(p.source, file.string() + ": prompts.list[0]");
 }
 
@@ -244,24 +203,17 @@ list = [
   ASSERT_EQ(job.prompts.size(), 3u);
   EXPECT_EQ(job.prompts[0].id, "p0000");
   EXPECT_EQ(job.prompts[0].seed, 100u);
-  EXPECT_EQ(job.prompts[0].sampling.steps, 30);
+  EXPECT_EQ(fields(job.prompts[0].sampling), "steps=30 guidance=5 shift=5 solver=unipc frames=81 size=832x480");
   EXPECT_EQ(job.prompts[0].negative_prompt, "ugly");
   const PromptItem& dog = job.prompts[1];
   EXPECT_EQ(dog.id, "dog");
   EXPECT_EQ(dog.prompt, "a dog");
   EXPECT_EQ(dog.seed, 7u);
   EXPECT_EQ(dog.negative_prompt, "");
-  EXPECT_EQ(dog.sampling.steps, 20);
-  EXPECT_DOUBLE_EQ(dog.sampling.guidance, 1.0);
-  EXPECT_DOUBLE_EQ(dog.sampling.shift, 2.0);
-  EXPECT_EQ(dog.sampling.solver, "euler");
-  EXPECT_EQ(dog.sampling.frames, 1);
-  EXPECT_EQ(dog.sampling.width, 16);
-  EXPECT_EQ(dog.sampling.height, 4096);
+  EXPECT_EQ(fields(dog.sampling), "steps=20 guidance=1 shift=2 solver=euler frames=1 size=16x4096");
   EXPECT_EQ(job.prompts[2].id, "p0002");  // a table without id takes its positional id
   EXPECT_EQ(job.prompts[2].seed, 102u);   // seed + position, even after a prompt with its own seed
-  EXPECT_EQ(job.prompts[2].sampling.steps, 30);
-  EXPECT_EQ(job.sampling.steps, 30);  // overrides do not leak into the defaults
+  EXPECT_EQ(fields(job.prompts[2].sampling), fields(job.prompts[0].sampling));  // overrides do not leak
 }
 
 TEST(Job, ArrayOfTablesPrompts) {
@@ -448,21 +400,15 @@ TEST(Manifest, ParsesLinesWithDefaultsSeedsAndOverrides) {
   EXPECT_EQ(items[0].prompt, "a cat");
   EXPECT_EQ(items[0].seed, 1000u);
   EXPECT_EQ(items[0].negative_prompt, "ugly");
-  EXPECT_EQ(items[0].sampling.steps, 30);
+  EXPECT_EQ(fields(items[0].sampling), "steps=30 guidance=5 shift=5 solver=unipc frames=81 size=832x480");
   EXPECT_EQ(items[0].source, "prompts.jsonl:1");
   const PromptItem& b = items[1];
   EXPECT_EQ(b.seed, 7u);
   EXPECT_EQ(b.negative_prompt, "dark");
-  EXPECT_EQ(b.sampling.steps, 20);
-  EXPECT_DOUBLE_EQ(b.sampling.guidance, 1.0);
-  EXPECT_DOUBLE_EQ(b.sampling.shift, 3.5);
-  EXPECT_EQ(b.sampling.solver, "euler");
-  EXPECT_EQ(b.sampling.frames, 5);
-  EXPECT_EQ(b.sampling.width, 64);
-  EXPECT_EQ(b.sampling.height, 32);
+  EXPECT_EQ(fields(b.sampling), "steps=20 guidance=1 shift=3.5 solver=euler frames=5 size=64x32");
   EXPECT_EQ(b.source, "prompts.jsonl:4");
   EXPECT_EQ(items[2].seed, 1002u);  // index counts prompt lines only, not blank ones
-  EXPECT_EQ(items[2].sampling.steps, 30);
+  EXPECT_EQ(fields(items[2].sampling), fields(items[0].sampling));
   EXPECT_EQ(items[2].source, "prompts.jsonl:5");
 }
 
@@ -559,56 +505,28 @@ TEST(Manifest, ViaJobFileResolvedAgainstJobDirectory) {
 
 TEST(JobJson, InlineJob) {
   const Job job = parse(R"(
-[model]
-backend = "cpu"
-[parallel]
-cfg = 2
-ulysses = 4
-[sampling]
-seed = 9
-negative_prompt = "bad"
-[output]
-save = ["frames"]
-[prompts]
-list = ["a cat", {id = "dog", prompt = "a dog", steps = 12}]
+model = {backend = "cpu"}
+parallel = {cfg = 2, ulysses = 4}
+sampling = {seed = 9, negative_prompt = "bad"}
+output = {save = ["frames"]}
+prompts = {list = ["a cat", {id = "dog", prompt = "a dog", steps = 12}]}
 )");
   const nlohmann::json j = job_to_json(job);
   EXPECT_EQ(j["file"], "job.toml");
-  EXPECT_EQ(j["model"], (nlohmann::json{{"name", "tiny"}, {"backend", "cpu"}}));
-  EXPECT_EQ(j["parallel"], (nlohmann::json{{"replicas", "auto"},
-                                           {"cfg", 2},
-                                           {"pipefusion", 1},
-                                           {"ring", 1},
-                                           {"ulysses", 4},
-                                           {"vae_ranks", 0},
-                                           {"text_ranks", 0}}));
-  EXPECT_EQ(j["sampling"], (nlohmann::json{{"steps", 50},
-                                           {"guidance", 5.0},
-                                           {"shift", 5.0},
-                                           {"solver", "unipc"},
-                                           {"frames", 81},
-                                           {"width", 832},
-                                           {"height", 480},
-                                           {"seed", 9},
-                                           {"negative_prompt", "bad"}}));
-  EXPECT_EQ(
-      j["output"],
-      (nlohmann::json{
-          {"dir", "out"}, {"codec", "h264"}, {"crf", 18}, {"preset", "medium"}, {"fps", 16}, {"save", {"frames"}}}));
+  const auto expect = [](const char* text) { return nlohmann::json::parse(text); };
+  EXPECT_EQ(j["model"], expect(R"({"name": "tiny", "backend": "cpu"})"));
+  EXPECT_EQ(j["parallel"], expect(R"({"replicas": "auto", "cfg": 2, "pipefusion": 1, "ring": 1, "ulysses": 4,
+                                     "vae_ranks": 0, "text_ranks": 0})"));
+  EXPECT_EQ(j["sampling"], expect(R"({"steps": 50, "guidance": 5.0, "shift": 5.0, "solver": "unipc", "frames": 81,
+                                     "width": 832, "height": 480, "seed": 9, "negative_prompt": "bad"})"));
+  EXPECT_EQ(j["output"], expect(R"({"dir": "out", "codec": "h264", "crf": 18, "preset": "medium", "fps": 16,
+                                   "save": ["frames"]})"));
   EXPECT_EQ(j["prompts"]["source"], "inline");
   EXPECT_EQ(j["prompts"]["count"], 2);
   ASSERT_EQ(j["prompts"]["items"].size(), 2u);
-  EXPECT_EQ(j["prompts"]["items"][1], (nlohmann::json{{"id", "dog"},
-                                                      {"prompt", "a dog"},
-                                                      {"negative_prompt", "bad"},
-                                                      {"seed", 10},
-                                                      {"steps", 12},
-                                                      {"guidance", 5.0},
-                                                      {"shift", 5.0},
-                                                      {"solver", "unipc"},
-                                                      {"frames", 81},
-                                                      {"width", 832},
-                                                      {"height", 480}}));
+  EXPECT_EQ(j["prompts"]["items"][1],
+            expect(R"({"id": "dog", "prompt": "a dog", "negative_prompt": "bad", "seed": 10, "steps": 12,
+                       "guidance": 5.0, "shift": 5.0, "solver": "unipc", "frames": 81, "width": 832, "height": 480})"));
   EXPECT_EQ(j["prompts"]["items"][0]["id"], "p0000");
   EXPECT_EQ(j["prompts"]["items"][0]["seed"], 9);
 }
