@@ -24,6 +24,15 @@ struct PlanOptions {
 // `ditrun plan`: the layout of any number of GPUs, without MPI or GPUs.
 int plan_command(const PlanOptions& options);
 
+struct DitForwardOptions {
+  std::string model;    // tiny | random:<config>[:seed] | model folder
+  std::string input;    // in.h5
+  std::string output;   // out.h5
+  std::string backend = "cpu";
+};
+// `ditrun dit-forward`: one DiT forward on one process (cpu or cuda).
+int dit_forward_command(const DitForwardOptions& options);
+
 // Prints "ditrun: error: <what> (<where>)" (the one-line form of bad input) on stderr.
 void print_input_error(const std::string& what, const std::string& where);
 

@@ -59,6 +59,14 @@ int main(int argc, char** argv) {
   plan_cmd->add_flag("--ranks", plan.per_rank, "Also print every rank with its host and roles");
   plan_cmd->add_flag("--json", plan.json, "Print the plan as JSON");
 
+  ditrun::DitForwardOptions forward;
+  auto* forward_cmd = app.add_subcommand("dit-forward", "One DiT forward from HDF5 (x, t, context[, context_null]) "
+                                                        "to HDF5 (v[, v_null]), for checking against a reference");
+  forward_cmd->add_option("--model", forward.model, "tiny | random:<tiny|1.3b|14b>[:seed] | model folder")->required();
+  forward_cmd->add_option("--in", forward.input, "Input HDF5 file")->required();
+  forward_cmd->add_option("--out", forward.output, "Output HDF5 file (written complete or not at all)")->required();
+  forward_cmd->add_option("--backend", forward.backend, "cpu | cuda")->capture_default_str();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -71,5 +79,6 @@ int main(int argc, char** argv) {
   // destroy that would wait for peers), and the terminate handler ends every rank of the job at once.
   std::set_terminate(end_job_on_uncaught_exception);
   if (*plan_cmd) return ditrun::plan_command(plan);
+  if (*forward_cmd) return ditrun::dit_forward_command(forward);
   return ditrun::run_command(run, &argc, &argv);
 }

@@ -1,0 +1,82 @@
+// The op interface the model is written against, implemented twice: CPU (fp32 reference) and CUDA (bf16 storage,
+// fp32 math). Tensors are contiguous; "rows" means all leading dimensions folded, "D" the last dimension.
+#pragma once
+#include <memory>
+#include <span>
+#include <string>
+
+#include "model/core/arena.h"
+#include "model/core/tensor.h"
+
+namespace ditrun {
+
+enum class Epilogue { none, gelu_tanh };
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual Device device() const = 0;
+  virtual std::string name() const = 0;
+  // Storage type of GEMM and attention operands and of big weights: f32 on CPU, bf16 on CUDA (spec §1.8).
+  virtual DType compute_dtype() const = 0;
+
+  // --- memory
+  // A tensor that lives as long as the returned object (weights, caches).
+  virtual Tensor allocate(const Shape& shape, DType dtype) = 0;
+  // A tensor in the scratch arena, valid until the arena is rewound past it.
+  Tensor scratch(const Shape& shape, DType dtype);
+  Arena& arena() { return *arena_; }
+  // Host fp32 data into t (converted to t's dtype), and back.
+  virtual void upload(Tensor& t, const float* host) = 0;
+  virtual void download(const Tensor& t, float* host) = 0;
+  // dst = src, converting dtype (same element count).
+  virtual void copy(Tensor& dst, const Tensor& src) = 0;
+  virtual void synchronize() = 0;
+
+  // --- dense
+  // out[M,N] = x[M,K] · w[N,K]ᵀ + bias[N], then the epilogue. x and w share a dtype (f32 or bf16); out f32 or bf16.
+  virtual void linear(Tensor& out, const Tensor& x, const Tensor& w, const Tensor* bias, Epilogue epilogue) = 0;
+
+  // --- normalisation over the last dimension (statistics in fp32)
+  // out = LN(x)·weight + bias (weight/bias optional, f32), eps inside the square root.
+  virtual void layer_norm(Tensor& out, const Tensor& x, const Tensor* weight, const Tensor* bias, float eps) = 0;
+  // out = LN(x)·(1 + scale) + shift: the modulated norm of spec §1.4 (LN without affine; shift/scale f32 [D]).
+  virtual void layer_norm_modulate(Tensor& out, const Tensor& x, const Tensor& shift, const Tensor& scale,
+                                   float eps) = 0;
+  // out = x·rsqrt(mean(x²) + eps)·weight (weight f32 [D]); out may alias x.
+  virtual void rms_norm(Tensor& out, const Tensor& x, const Tensor& weight, float eps) = 0;
+
+  // --- element-wise
+  // Rotates interleaved pairs of x [L, H, d] in place: pair k of token l by angle θ[l,k] (cos/sin f32 [L, d/2]).
+  virtual void rope(Tensor& x, const Tensor& cos, const Tensor& sin) = 0;
+  // x[rows, D] += y[rows, D] · gate[D] (x f32; y f32 or bf16; gate f32).
+  virtual void add_gated(Tensor& x, const Tensor& y, const Tensor& gate) = 0;
+  // x += y (x f32).
+  virtual void add(Tensor& x, const Tensor& y) = 0;
+  // out = x·sigmoid(x).
+  virtual void silu(Tensor& out, const Tensor& x) = 0;
+  // out = Σ coeffs[i]·inputs[i] (all f32, same element count; out may alias an input): the sampler updates.
+  virtual void lincomb(Tensor& out, std::span<const float> coeffs, std::span<const Tensor* const> inputs) = 0;
+
+  // --- attention
+  // Per head h: out[:,h,:] = softmax(scale·q kᵀ) v over keys [0, kv_valid); q [Lq,H,d], k,v [Lk,H,d].
+  // lse (optional) [H, Lq] f32 = log Σ exp(scale·q·k): ring attention merges partial results with it.
+  virtual void attention(Tensor& out, Tensor* lse, const Tensor& q, const Tensor& k, const Tensor& v,
+                         int64_t kv_valid, float scale) = 0;
+
+  // --- layout (spec §1.2)
+  // latent [C,F,H,W] f32 -> tokens [F·H/2·W/2, C·4] in the dtype of `tokens`; feature (c, kh, kw) of patch (f,h,w).
+  virtual void patchify(Tensor& tokens, const Tensor& latent) = 0;
+  // tokens [F·H/2·W/2, 4·C] (feature ((kh·2)+kw)·C + c) -> latent [C,F,H,W] f32.
+  virtual void unpatchify(Tensor& latent, const Tensor& tokens) = 0;
+
+ protected:
+  std::unique_ptr<Arena> arena_;
+};
+
+std::unique_ptr<Backend> make_cpu_backend();
+// The CUDA backend on the current device; throws when this build has no CUDA.
+std::unique_ptr<Backend> make_cuda_backend();
+bool cuda_backend_built();
+
+}  // namespace ditrun

@@ -1,0 +1,178 @@
+#include "model/wan/dit.h"
+
+#include <cmath>
+#include <stdexcept>
+
+#include "model/wan/positional.h"
+
+namespace ditrun::wan {
+
+namespace {
+
+// Rewinds the scratch arena when a forward (or a block) is done with its temporaries.
+class ScratchScope {
+ public:
+  explicit ScratchScope(Arena& arena) : arena_(arena), mark_(arena.mark()) {}
+  ~ScratchScope() { arena_.rewind(mark_); }
+
+ private:
+  Arena& arena_;
+  Arena::Mark mark_;
+};
+
+// Row i of a [rows, D] tensor as a [D] view.
+Tensor row(const Tensor& t, int64_t i) { return t.slice(i, i + 1).view({t.dim(-1)}); }
+
+}  // namespace
+
+DiT::DiT(Backend& backend, DitConfig config, DitWeights weights)
+    : backend_(backend), config_(std::move(config)), w_(std::move(weights)) {
+  validate_dit_config(config_);
+}
+
+ContextCache DiT::encode_context(const std::vector<float>& context, int64_t rows) {
+  const auto& c = config_;
+  if (rows > c.text_len)
+    throw std::invalid_argument("context has " + std::to_string(rows) + " rows, at most " +
+                                std::to_string(c.text_len));
+  if (static_cast<int64_t>(context.size()) != rows * c.text_dim)
+    throw std::invalid_argument("context has " + std::to_string(context.size()) + " values, expected " +
+                                std::to_string(rows) + " × " + std::to_string(c.text_dim));
+  Backend& be = backend_;
+  ScratchScope scope(be.arena());
+  const DType cd = be.compute_dtype();
+  std::vector<float> padded(static_cast<size_t>(c.text_len) * c.text_dim, 0.f);
+  std::copy(context.begin(), context.end(), padded.begin());
+  Tensor text = be.scratch({c.text_len, c.text_dim}, cd);
+  be.upload(text, padded.data());
+  Tensor hidden = be.scratch({c.text_len, c.dim}, cd);
+  be.linear(hidden, text, w_.text1.w, &w_.text1.b, Epilogue::gelu_tanh);
+  ContextCache cache;
+  cache.embedded = be.allocate({c.text_len, c.dim}, cd);
+  be.linear(cache.embedded, hidden, w_.text2.w, &w_.text2.b, Epilogue::none);
+  for (const auto& b : w_.blocks) {
+    Tensor k = be.allocate({c.text_len, c.heads, c.head_dim()}, cd);
+    Tensor v = be.allocate({c.text_len, c.heads, c.head_dim()}, cd);
+    Tensor k2 = k.view({c.text_len, c.dim}), v2 = v.view({c.text_len, c.dim});
+    be.linear(k2, cache.embedded, b.cross_k.w, &b.cross_k.b, Epilogue::none);
+    be.rms_norm(k2, k2, b.cross_norm_k, static_cast<float>(c.eps));
+    be.linear(v2, cache.embedded, b.cross_v.w, &b.cross_v.b, Epilogue::none);
+    cache.k.push_back(k);
+    cache.v.push_back(v);
+  }
+  return cache;
+}
+
+void DiT::forward(Tensor& v, const Tensor& x, double timestep, const ContextCache& context) {
+  const auto& c = config_;
+  Backend& be = backend_;
+  if (x.rank() != 4 || x.dim(0) != c.in_dim || x.dim(2) % 2 || x.dim(3) % 2)
+    throw std::invalid_argument("latent has shape " + shape_string(x.shape()) + ", expected [" +
+                                std::to_string(c.in_dim) + ", F, H, W] with even H and W");
+  expect_shape(v, x.shape(), "velocity output");
+  ScratchScope scope(be.arena());
+  const DType cd = be.compute_dtype();
+  const int64_t gf = x.dim(1), gh = x.dim(2) / 2, gw = x.dim(3) / 2, tokens = gf * gh * gw, d = c.dim;
+
+  // Patch embedding: tokens in the compute dtype, then the residual stream in fp32 (spec §1.8).
+  Tensor patches = be.scratch({tokens, c.patch_features()}, cd);
+  be.patchify(patches, x);
+  Tensor embedded = be.scratch({tokens, d}, cd);
+  be.linear(embedded, patches, w_.patch.w, &w_.patch.b, Epilogue::none);
+  Tensor h = be.scratch({tokens, d}, DType::f32);
+  be.copy(h, embedded);
+
+  // Time: e = time_embedding(sinusoid(t)), e0 = time_projection(e), all fp32 (spec §1.3).
+  const std::vector<float> sinusoid = timestep_sinusoid(timestep, c.freq_dim);
+  Tensor s = be.scratch({1, c.freq_dim}, DType::f32);
+  be.upload(s, sinusoid.data());
+  Tensor e_hidden = be.scratch({1, d}, DType::f32);
+  be.linear(e_hidden, s, w_.time1.w, &w_.time1.b, Epilogue::none);
+  be.silu(e_hidden, e_hidden);
+  Tensor e = be.scratch({1, d}, DType::f32);
+  be.linear(e, e_hidden, w_.time2.w, &w_.time2.b, Epilogue::none);
+  Tensor e_silu = be.scratch({1, d}, DType::f32);
+  be.silu(e_silu, e);
+  Tensor e0 = be.scratch({6, d}, DType::f32);
+  Tensor e0_row = e0.view({1, 6 * d});
+  be.linear(e0_row, e_silu, w_.time_proj.w, &w_.time_proj.b, Epilogue::none);
+
+  const RopeTable table = rope_table(c.head_dim(), gf, gh, gw, 0, tokens);
+  Tensor rope_cos = be.scratch({tokens, c.head_dim() / 2}, DType::f32);
+  Tensor rope_sin = be.scratch({tokens, c.head_dim() / 2}, DType::f32);
+  be.upload(rope_cos, table.cos.data());
+  be.upload(rope_sin, table.sin.data());
+
+  for (int i = 0; i < c.layers; ++i) block(i, h, e0, rope_cos, rope_sin, context);
+
+  // Head: LN(x)·(1 + scale) + shift with (shift, scale) = head modulation + e (not e0), then an fp32 linear.
+  Tensor shift_scale = be.scratch({2, d}, DType::f32);
+  const float ones[2] = {1.f, 1.f};
+  for (int r = 0; r < 2; ++r) {
+    Tensor out_row = row(shift_scale, r), mod_row = row(w_.head_modulation, r), e_row = e.view({d});
+    const Tensor* in[2] = {&mod_row, &e_row};
+    be.lincomb(out_row, ones, in);
+  }
+  Tensor normed = be.scratch({tokens, d}, DType::f32);
+  be.layer_norm_modulate(normed, h, row(shift_scale, 0), row(shift_scale, 1), static_cast<float>(c.eps));
+  Tensor out = be.scratch({tokens, c.out_features()}, DType::f32);
+  be.linear(out, normed, w_.head.w, &w_.head.b, Epilogue::none);
+  be.unpatchify(v, out);
+}
+
+void DiT::block(int index, Tensor& h, const Tensor& e0, const Tensor& rope_cos, const Tensor& rope_sin,
+                const ContextCache& context) {
+  const auto& c = config_;
+  Backend& be = backend_;
+  const auto& b = w_.blocks[index];
+  ScratchScope scope(be.arena());
+  const DType cd = be.compute_dtype();
+  const int64_t tokens = h.dim(0), d = c.dim, heads = c.heads, hd = c.head_dim();
+  const float eps = static_cast<float>(c.eps);
+  const float attn_scale = 1.f / std::sqrt(static_cast<float>(hd));
+
+  // m = modulation + e0 (fp32), rows: shift_sa, scale_sa, gate_sa, shift_ffn, scale_ffn, gate_ffn (spec §1.4).
+  Tensor m = be.scratch({6, d}, DType::f32);
+  {
+    const float ones[2] = {1.f, 1.f};
+    const Tensor* in[2] = {&b.modulation, &e0};
+    be.lincomb(m, ones, in);
+  }
+
+  // 1-2. Self-attention on the modulated norm, gated residual.
+  Tensor a = be.scratch({tokens, d}, cd);
+  be.layer_norm_modulate(a, h, row(m, 0), row(m, 1), eps);
+  Tensor q = be.scratch({tokens, heads, hd}, cd), k = be.scratch({tokens, heads, hd}, cd);
+  Tensor v = be.scratch({tokens, heads, hd}, cd);
+  Tensor q2 = q.view({tokens, d}), k2 = k.view({tokens, d}), v2 = v.view({tokens, d});
+  be.linear(q2, a, b.q.w, &b.q.b, Epilogue::none);
+  be.rms_norm(q2, q2, b.norm_q, eps);
+  be.linear(k2, a, b.k.w, &b.k.b, Epilogue::none);
+  be.rms_norm(k2, k2, b.norm_k, eps);
+  be.linear(v2, a, b.v.w, &b.v.b, Epilogue::none);
+  be.rope(q, rope_cos, rope_sin);
+  be.rope(k, rope_cos, rope_sin);
+  Tensor attn = be.scratch({tokens, heads, hd}, cd);
+  be.attention(attn, nullptr, q, k, v, tokens, attn_scale);
+  Tensor y = be.scratch({tokens, d}, cd);
+  be.linear(y, attn.view({tokens, d}), b.o.w, &b.o.b, Epilogue::none);
+  be.add_gated(h, y, row(m, 2));
+
+  // 3. Cross-attention on the affine LayerNorm, no gate; K/V come from the context cache.
+  Tensor cn = be.scratch({tokens, d}, cd);
+  be.layer_norm(cn, h, &b.cross_norm_w, &b.cross_norm_b, eps);
+  be.linear(q2, cn, b.cross_q.w, &b.cross_q.b, Epilogue::none);
+  be.rms_norm(q2, q2, b.cross_norm_q, eps);
+  be.attention(attn, nullptr, q, context.k[index], context.v[index], c.text_len, attn_scale);
+  be.linear(y, attn.view({tokens, d}), b.cross_o.w, &b.cross_o.b, Epilogue::none);
+  be.add(h, y);
+
+  // 4. FFN on the modulated norm: GELU-tanh in the first GEMM's epilogue, gated residual.
+  be.layer_norm_modulate(a, h, row(m, 3), row(m, 4), eps);
+  Tensor z = be.scratch({tokens, c.ffn_dim}, cd);
+  be.linear(z, a, b.ffn_in.w, &b.ffn_in.b, Epilogue::gelu_tanh);
+  be.linear(y, z, b.ffn_out.w, &b.ffn_out.b, Epilogue::none);
+  be.add_gated(h, y, row(m, 5));
+}
+
+}  // namespace ditrun::wan

@@ -1,0 +1,160 @@
+// Pieces of the model checked against facts of the spec and known answers (no goldens needed).
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "model/core/philox.h"
+#include "model/cpu/cpu_backend.h"
+#include "model/sampling/noise.h"
+#include "model/sampling/schedule.h"
+#include "model/wan/dit_config.h"
+#include "model/wan/dit_weights.h"
+#include "model/wan/positional.h"
+
+using namespace ditrun;
+
+TEST(DitConfig, ParameterCountsMatchTheReleasedModels) {
+  // spec §1.1, derived from the checkpoints.
+  EXPECT_EQ(wan::dit_config_1_3b().parameter_count(), 1418996800LL);
+  EXPECT_EQ(wan::dit_config_14b().parameter_count(), 14288491584LL);
+  wan::DitWeights w;
+  long long counted = 0;
+  for (const auto& s : wan::dit_weight_specs(wan::dit_config_1_3b(), w)) counted += shape_numel(s.shape);
+  EXPECT_EQ(counted, 1418996800LL);
+  EXPECT_EQ(wan::dit_weight_specs(wan::dit_config_14b(), w).size(), 27u * 40 + 15);  // spec §3.2 tensor count
+}
+
+TEST(DitWeights, OriginalWanNamesMapToDiffusers) {
+  EXPECT_EQ(wan::diffusers_name("time_embedding.0.weight"), "condition_embedder.time_embedder.linear_1.weight");
+  EXPECT_EQ(wan::diffusers_name("text_embedding.2.bias"), "condition_embedder.text_embedder.linear_2.bias");
+  EXPECT_EQ(wan::diffusers_name("time_projection.1.weight"), "condition_embedder.time_proj.weight");
+  EXPECT_EQ(wan::diffusers_name("head.modulation"), "scale_shift_table");
+  EXPECT_EQ(wan::diffusers_name("head.head.weight"), "proj_out.weight");
+  EXPECT_EQ(wan::diffusers_name("blocks.7.modulation"), "blocks.7.scale_shift_table");
+  EXPECT_EQ(wan::diffusers_name("blocks.12.self_attn.o.weight"), "blocks.12.attn1.to_out.0.weight");
+  EXPECT_EQ(wan::diffusers_name("blocks.0.self_attn.norm_k.weight"), "blocks.0.attn1.norm_k.weight");
+  EXPECT_EQ(wan::diffusers_name("blocks.3.cross_attn.q.bias"), "blocks.3.attn2.to_q.bias");
+  EXPECT_EQ(wan::diffusers_name("blocks.3.norm3.weight"), "blocks.3.norm2.weight");  // the cross-attn LayerNorm
+  EXPECT_EQ(wan::diffusers_name("blocks.3.ffn.0.weight"), "blocks.3.ffn.net.0.proj.weight");
+  EXPECT_EQ(wan::diffusers_name("blocks.3.ffn.2.bias"), "blocks.3.ffn.net.2.bias");
+  EXPECT_EQ(wan::diffusers_name("patch_embedding.weight"), "patch_embedding.weight");
+  EXPECT_EQ(wan::diffusers_name("blocks.3.attn2.to_q.bias"), "blocks.3.attn2.to_q.bias");  // already Diffusers
+}
+
+TEST(Schedule, WanGridMatchesTheReferenceTimesteps) {
+  // spec §6.2: N=50, s=5 and N=40, s=3.
+  const auto s50 = sampling::flow_schedule(50, 5.0, sampling::SigmaGrid::wan);
+  const std::vector<double> head = {999, 995, 991, 987, 982, 978};
+  const std::vector<double> tail = {302, 241, 172, 92};
+  for (size_t i = 0; i < head.size(); ++i) EXPECT_EQ(s50.timesteps[i], head[i]) << i;
+  for (size_t i = 0; i < tail.size(); ++i) EXPECT_EQ(s50.timesteps[46 + i], tail[i]) << i;
+  EXPECT_NEAR(s50.sigmas[0], 0.99980, 5e-6);
+  EXPECT_NEAR(s50.sigmas[49], 0.09251, 5e-6);
+  EXPECT_EQ(s50.sigmas.back(), 0.0);
+  ASSERT_EQ(s50.sigmas.size(), 51u);
+  const auto s40 = sampling::flow_schedule(40, 3.0, sampling::SigmaGrid::wan);
+  const std::vector<double> head40 = {999, 991, 982, 973}, tail40 = {195, 136, 71};
+  for (size_t i = 0; i < head40.size(); ++i) EXPECT_EQ(s40.timesteps[i], head40[i]) << i;
+  for (size_t i = 0; i < tail40.size(); ++i) EXPECT_EQ(s40.timesteps[37 + i], tail40[i]) << i;
+}
+
+TEST(Philox, KnownAnswersOfTheReference) {
+  // Random123 known-answer vectors for philox4x32-10.
+  uint32_t out[4];
+  Philox4x32::generate(out, 0, 0, 0);
+  EXPECT_EQ(out[0], 0x6627e8d5u);
+  EXPECT_EQ(out[1], 0xe169c58du);
+  EXPECT_EQ(out[2], 0xbc57ac4cu);
+  EXPECT_EQ(out[3], 0x9b00dbd8u);
+  Philox4x32::generate(out, ~0ull, ~0ull, ~0ull);
+  EXPECT_EQ(out[0], 0x408f276du);
+  EXPECT_EQ(out[1], 0x41c83b0eu);
+  EXPECT_EQ(out[2], 0xa20bc7c6u);
+  EXPECT_EQ(out[3], 0x6d5451fdu);
+}
+
+TEST(Noise, StandardNormalAndShardable) {
+  const auto all = sampling::latent_noise(42, 0, 200000);
+  double mean = 0, var = 0;
+  for (float v : all) mean += v;
+  mean /= all.size();
+  for (float v : all) var += (v - mean) * (v - mean);
+  var /= all.size();
+  EXPECT_NEAR(mean, 0.0, 0.01);
+  EXPECT_NEAR(var, 1.0, 0.02);
+  const auto shard = sampling::latent_noise(42, 12345, 100);
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(shard[i], all[12345 + i]);
+  EXPECT_NE(sampling::latent_noise(43, 0, 1)[0], all[0]);
+}
+
+TEST(Positional, SinusoidAndRopeAngles) {
+  const auto s0 = wan::timestep_sinusoid(0.0, 256);
+  for (int j = 0; j < 128; ++j) {
+    EXPECT_EQ(s0[j], 1.f);
+    EXPECT_EQ(s0[128 + j], 0.f);
+  }
+  const auto s = wan::timestep_sinusoid(999.0, 256);
+  EXPECT_FLOAT_EQ(s[0], static_cast<float>(std::cos(999.0)));
+  EXPECT_FLOAT_EQ(s[128 + 5], static_cast<float>(std::sin(999.0 * std::pow(10000.0, -5.0 / 128))));
+  // d = 128: 22 pairs on f, 21 on h, 21 on w. Token (f=2, h=1, w=3) of a 3×4×5 grid is l = (2·4+1)·5+3 = 48.
+  const auto t = wan::rope_table(128, 3, 4, 5, 40, 21);  // tokens 40..60: 60 is padding
+  const int i = 48 - 40;
+  EXPECT_FLOAT_EQ(t.cos[i * 64 + 0], static_cast<float>(std::cos(2.0)));
+  EXPECT_FLOAT_EQ(t.cos[i * 64 + 1], static_cast<float>(std::cos(2.0 * std::pow(10000.0, -2.0 / 44))));
+  EXPECT_FLOAT_EQ(t.sin[i * 64 + 22], static_cast<float>(std::sin(1.0)));
+  EXPECT_FLOAT_EQ(t.sin[i * 64 + 43], static_cast<float>(std::sin(3.0)));
+  EXPECT_FLOAT_EQ(t.cos[i * 64 + 63], static_cast<float>(std::cos(3.0 * std::pow(10000.0, -40.0 / 42))));
+  for (int k = 0; k < 64; ++k) {  // padding token: identity
+    EXPECT_EQ(t.cos[20 * 64 + k], 1.f);
+    EXPECT_EQ(t.sin[20 * 64 + k], 0.f);
+  }
+}
+
+TEST(CpuBackend, AttentionLogSumExpAndMaskedKeys) {
+  CpuBackend be;
+  const int64_t lq = 5, lk = 9, h = 2, d = 4;
+  std::vector<float> qh(lq * h * d), kh(lk * h * d), vh(lk * h * d);
+  for (size_t i = 0; i < qh.size(); ++i) qh[i] = philox_normal(1, 1, i);
+  for (size_t i = 0; i < kh.size(); ++i) kh[i] = philox_normal(1, 2, i);
+  for (size_t i = 0; i < vh.size(); ++i) vh[i] = philox_normal(1, 3, i);
+  Tensor q = be.allocate({lq, h, d}, DType::f32), k = be.allocate({lk, h, d}, DType::f32);
+  Tensor v = be.allocate({lk, h, d}, DType::f32), o = be.allocate({lq, h, d}, DType::f32);
+  Tensor lse = be.allocate({h, lq}, DType::f32);
+  be.upload(q, qh.data());
+  be.upload(k, kh.data());
+  be.upload(v, vh.data());
+  be.attention(o, &lse, q, k, v, 7, 0.5f);
+  for (int64_t hh = 0; hh < h; ++hh)
+    for (int64_t i = 0; i < lq; ++i) {
+      double sum = 0, out[4] = {};
+      for (int64_t j = 0; j < 7; ++j) {
+        double s = 0;
+        for (int64_t t = 0; t < d; ++t) s += qh[(i * h + hh) * d + t] * kh[(j * h + hh) * d + t];
+        const double p = std::exp(0.5 * s);
+        sum += p;
+        for (int64_t t = 0; t < d; ++t) out[t] += p * vh[(j * h + hh) * d + t];
+      }
+      EXPECT_NEAR(lse.ptr<float>()[hh * lq + i], std::log(sum), 1e-5);
+      for (int64_t t = 0; t < d; ++t) EXPECT_NEAR(o.ptr<float>()[(i * h + hh) * d + t], out[t] / sum, 1e-5);
+    }
+}
+
+TEST(CpuBackend, PatchifyIsTheConvolutionLayoutAndUnpatchifyTheHeadLayout) {
+  CpuBackend be;
+  const int64_t c = 16, f = 2, hh = 4, ww = 6;
+  std::vector<float> x(c * f * hh * ww);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(i);
+  Tensor lat = be.allocate({c, f, hh, ww}, DType::f32), tok = be.allocate({f * 2 * 3, c * 4}, DType::f32);
+  be.upload(lat, x.data());
+  be.patchify(tok, lat);
+  // Token (f=1, h=1, w=2) = l = (1·2+1)·3+2 = 11; feature (c=5, kh=1, kw=0) = 5·4+2 = 22 → x[5,1,3,4].
+  EXPECT_EQ(tok.ptr<float>()[11 * 64 + 22], x[((5 * f + 1) * hh + 3) * ww + 4]);
+  // Head column ((q·2)+r)·16 + c; feed a token table that names its latent element and check unpatchify.
+  Tensor head = be.allocate({f * 2 * 3, 64}, DType::f32);
+  for (int64_t l = 0; l < f * 6; ++l)
+    for (int64_t col = 0; col < 64; ++col) head.ptr<float>()[l * 64 + col] = static_cast<float>(l * 1000 + col);
+  Tensor back = be.allocate({c, f, hh, ww}, DType::f32);
+  be.unpatchify(back, head);
+  // latent[c=5, f=1, h=3 (a=1, q=1), w=4 (b=2, r=0)] = token 11, column (1·2+0)·16+5 = 37.
+  EXPECT_EQ(back.ptr<float>()[((5 * f + 1) * hh + 3) * ww + 4], 11000.f + 37.f);
+}
