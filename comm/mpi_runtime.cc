@@ -57,6 +57,26 @@ double MpiRuntime::max_over_ranks(double value) const {
   return out;
 }
 
+std::vector<std::string> MpiRuntime::gather_to_root(const std::string& text) const {
+  const int length = static_cast<int>(text.size());
+  std::vector<int> lengths(rank_ == 0 ? size_ : 0), offsets(rank_ == 0 ? size_ : 0);
+  DITRUN_MPI_CHECK(MPI_Gather(&length, 1, MPI_INT, lengths.data(), 1, MPI_INT, 0, MPI_COMM_WORLD));
+  std::vector<char> all;
+  if (rank_ == 0) {
+    int total = 0;
+    for (int r = 0; r < size_; ++r) {
+      offsets[r] = total;
+      total += lengths[r];
+    }
+    all.resize(static_cast<size_t>(total));
+  }
+  DITRUN_MPI_CHECK(MPI_Gatherv(text.data(), length, MPI_CHAR, all.data(), lengths.data(), offsets.data(), MPI_CHAR, 0,
+                               MPI_COMM_WORLD));
+  std::vector<std::string> out;
+  for (int r = 0; rank_ == 0 && r < size_; ++r) out.emplace_back(all.data() + offsets[r], lengths[r]);
+  return out;
+}
+
 void MpiRuntime::barrier() const { DITRUN_MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD)); }
 
 }  // namespace ditrun::comm

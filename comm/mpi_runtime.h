@@ -28,6 +28,8 @@ class MpiRuntime {
   int min_over_ranks(int value) const;
   double max_over_ranks(double value) const;
   void barrier() const;
+  // Every rank's text on world rank 0 (in rank order); other ranks get an empty list.
+  std::vector<std::string> gather_to_root(const std::string& text) const;
 
  private:
   int rank_ = 0;

@@ -14,7 +14,7 @@
 #include <optional>
 #include <utility>
 
-#include "io/bf16.h"
+#include "model/core/half.h"
 
 namespace ditrun::io {
 

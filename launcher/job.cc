@@ -270,7 +270,14 @@ PromptItem read_inline_prompt(const Reader& r, const toml::node& n, size_t i, co
 
 void read_prompts(const Reader& r, const toml::table* t, Job& job) {
   if (!t) throw InputError("missing section [prompts]: give prompts.list or prompts.manifest", r.file());
-  r.only_keys(*t, "prompts", {"list", "manifest"});
+  r.only_keys(*t, "prompts", {"list", "manifest", "embeddings"});
+  if (const toml::node* e = t->get("embeddings")) {
+    const std::string path = r.string(*e, "prompts.embeddings");
+    if (path.empty()) r.fail("prompts.embeddings", "must not be empty");
+    std::filesystem::path p(path);  // relative to the job file, like the manifest
+    if (p.is_relative()) p = job.file.parent_path() / p;
+    job.embeddings = p.lexically_normal();
+  }
   const toml::node* list = t->get("list");
   const toml::node* manifest = t->get("manifest");
   if (list && manifest) throw InputError("give prompts.list or prompts.manifest, not both", r.where("prompts"));
@@ -386,6 +393,7 @@ nlohmann::json job_to_json(const Job& job) {
         {"save", job.output.save}}},
       {"prompts",
        {{"source", job.manifest.empty() ? std::string("inline") : job.manifest.string()},
+        {"embeddings", job.embeddings.string()},
         {"count", job.prompts.size()},
         {"items", items}}},
   };

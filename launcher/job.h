@@ -56,6 +56,7 @@ struct Job {
   std::string negative_prompt;  // job-wide default
   OutputSection output;
   std::filesystem::path manifest;   // empty when prompts come inline
+  std::filesystem::path embeddings;  // HDF5 file of text embeddings (until the text encoder exists); may be empty
   std::vector<PromptItem> prompts;  // resolved: every field filled in
 };
 

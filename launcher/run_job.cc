@@ -8,6 +8,9 @@
 #include "comm/cuda_device.h"
 #include "comm/mpi_runtime.h"
 #include "launcher/commands.h"
+#include "launcher/denoise.h"
+#include "launcher/embeddings.h"
+#include "model/wan/dit_source.h"
 #include "launcher/input_error.h"
 #include "launcher/job.h"
 #include "launcher/progress.h"
@@ -26,6 +29,8 @@ double seconds_since(Clock::time_point t) { return std::chrono::duration<double>
 struct ValidJob {
   Job job;
   std::optional<partition::Plan> plan;
+  wan::DitSource model;
+  std::optional<EmbeddingFile> embeddings;
 };
 
 // Validation that needs no GPU: job file, prompts, layout against the launch, output folder.
@@ -43,6 +48,21 @@ void validate(ValidJob& v, const RunOptions& options, const comm::MpiRuntime& mp
   } catch (const partition::LayoutError& e) {
     throw InputError(e.what(), options.job_file + ": " + e.key());
   }
+  const auto& layout = v.plan->layout();
+  if (layout.sequence_parallel() > 1 || layout.pipefusion > 1)
+    throw InputError("sequence parallel (ring, ulysses) and PipeFusion are not implemented in this build yet; "
+                     "use replicas and cfg",
+                     options.job_file + ": parallel");
+  try {
+    v.model = wan::resolve_dit_source(v.job.model.name);
+  } catch (const std::exception& e) {
+    throw InputError(e.what(), options.job_file + ": model.name");
+  }
+  if (v.job.embeddings.empty())
+    throw InputError("prompts.embeddings is required: this build has no text encoder yet, so the prompts' umT5 "
+                     "embeddings come from an HDF5 file",
+                     options.job_file + ": prompts");
+  v.embeddings.emplace(v.job.embeddings, v.job.prompts, v.model.config.text_dim, v.model.config.text_len);
   const std::filesystem::path out = v.job.output.dir;
   if (std::filesystem::exists(out) && !std::filesystem::is_directory(out))
     throw InputError("output directory " + out.string() + " exists and is not a directory",
@@ -125,7 +145,31 @@ int run_command(const RunOptions& options, int* argc, char*** argv) {
                   " sets checked, " + std::to_string(failed) + " failed");
   if (mpi.max_over_ranks(failed) > 0) comm::abort_job("communicator check failed", 1);
 
-  // 4. The report (rank 0), complete or absent: written through report.json.part.
+  // 4. Denoise: each replica takes every replicas-th prompt; within a replica the cfg pair shares each step.
+  t = Clock::now();
+  nlohmann::json my_entries = nlohmann::json::array();
+  const auto& roles = plan.roles(mpi.rank());
+  if (roles.dit) {
+    std::unique_ptr<Backend> backend = use_cuda ? make_cuda_backend() : make_cpu_backend();
+    wan::DiT dit = wan::make_dit(*backend, v.model);
+    backend->synchronize();
+    if (mpi.rank() == 0) progress.line("model: " + v.model.describe() + " on " + backend->name());
+    std::filesystem::create_directories(v.job.output.dir);
+    const auto cfg = comms.get("cfg");
+    const int replica = roles.dit->replica;
+    DenoiseContext c{v.job, dit, *v.embeddings, cfg.get(), roles.dit->cfg == 0, progress, mpi.rank() == 0};
+    for (size_t i = replica; i < v.job.prompts.size(); i += plan.layout().replicas) {
+      const auto& prompt = v.job.prompts[i];
+      if (mpi.rank() == 0) progress.line("prompt " + prompt.id + " (replica " + std::to_string(replica) + ")");
+      nlohmann::json entry = denoise_prompt(c, prompt);
+      entry["replica"] = replica;
+      if (c.writes_output) my_entries.push_back(std::move(entry));
+    }
+  }
+  const auto gathered = mpi.gather_to_root(my_entries.dump());
+  stages.add("denoise", seconds_since(t));
+
+  // 5. The report (rank 0), complete or absent: written through report.json.part.
   if (mpi.rank() == 0) {
     nlohmann::json report;
     report["ditrun"] = {{"version", DITRUN_VERSION}, {"commit", DITRUN_GIT_COMMIT}};
@@ -141,6 +185,14 @@ int run_command(const RunOptions& options, int* argc, char*** argv) {
     nlohmann::json plan_json = plan_to_json(plan);
     add_group_checks(plan_json, checks);
     report["plan"] = std::move(plan_json);
+    nlohmann::json prompts = nlohmann::json::array();
+    for (const auto& text : gathered)
+      for (auto& e : nlohmann::json::parse(text)) prompts.push_back(std::move(e));
+    int done = 0;
+    for (const auto& e : prompts) done += e["status"] == "done";
+    report["prompts"] = std::move(prompts);
+    progress.line("prompts: " + std::to_string(done) + " denoised, " +
+                  std::to_string(report["prompts"].size() - done) + " skipped (output exists)");
     stages.add("total", seconds_since(job_start));
     report["stages"] = stages.to_json();
     const auto path = write_report(v.job.output.dir, report);

@@ -8,7 +8,7 @@
 #include <fstream>
 #include <limits>
 
-#include "io/bf16.h"
+#include "model/core/half.h"
 #include "io/hdf5_file.h"
 #include "io/safetensors.h"
 

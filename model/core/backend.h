@@ -32,6 +32,9 @@ class Backend {
   // dst = src, converting dtype (same element count).
   virtual void copy(Tensor& dst, const Tensor& src) = 0;
   virtual void synchronize() = 0;
+  // The stream all of this backend's work is queued on (cudaStream_t), for communication that must follow it;
+  // null on the CPU, where every op completes before it returns.
+  virtual void* stream_handle() const { return nullptr; }
 
   // --- dense
   // out[M,N] = x[M,K] · w[N,K]ᵀ + bias[N], then the epilogue. x and w share a dtype (f32 or bf16); out f32 or bf16.

@@ -6,7 +6,7 @@
 #include <stdexcept>
 #include <vector>
 
-#include "model/core/bf16.h"
+#include "model/core/half.h"
 
 namespace ditrun {
 
@@ -49,7 +49,7 @@ void CpuBackend::upload(Tensor& t, const float* host) {
     std::memcpy(t.data(), host, t.bytes());
   } else if (t.dtype() == DType::bf16) {
     auto* d = t.ptr<uint16_t>();
-    for (int64_t i = 0; i < t.numel(); ++i) d[i] = f32_to_bf16_bits(host[i]);
+    for (int64_t i = 0; i < t.numel(); ++i) d[i] = f32_to_bf16(host[i]);
   } else {
     throw std::invalid_argument("cpu upload: unsupported dtype " + std::string(dtype_name(t.dtype())));
   }
@@ -60,7 +60,7 @@ void CpuBackend::download(const Tensor& t, float* host) {
     std::memcpy(host, t.data(), t.bytes());
   } else if (t.dtype() == DType::bf16) {
     const auto* s = t.ptr<uint16_t>();
-    for (int64_t i = 0; i < t.numel(); ++i) host[i] = bf16_bits_to_f32(s[i]);
+    for (int64_t i = 0; i < t.numel(); ++i) host[i] = bf16_to_f32(s[i]);
   } else {
     throw std::invalid_argument("cpu download: unsupported dtype " + std::string(dtype_name(t.dtype())));
   }

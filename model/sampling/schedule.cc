@@ -22,7 +22,8 @@ Schedule flow_schedule(int steps, double shift, SigmaGrid grid) {
   Schedule s;
   for (int i = 0; i < steps; ++i) {
     const double sigma = hi + (lo - hi) * i / steps;
-    const double shifted = shift * sigma / (1.0 + (shift - 1.0) * sigma);
+    double shifted = shift * sigma / (1.0 + (shift - 1.0) * sigma);
+    if (grid == SigmaGrid::diffusers && i == 0) shifted -= 1e-6;  // diffusers keeps the first σ below 1
     s.timesteps.push_back(static_cast<double>(static_cast<int64_t>(shifted * 1000.0)));
     s.sigmas.push_back(static_cast<double>(static_cast<float>(shifted)));
   }

@@ -447,6 +447,7 @@ def sample_loop(model64, scheduler, x_T, ctx, ctx_null, guidance, grp, n_steps=N
         scheduler.set_timesteps(n_steps)
     timesteps = scheduler.timesteps
     x = x_T[None].to(torch.float64)
+    xs, vs = [], []
     for i, t in enumerate(timesteps):
         ts = t.expand(1)  # exactly what WanPipeline passes: int64 for UniPC, float32 for FlowMatchEuler
         v_c = run_dit(model64, x[0], ts, ctx)
@@ -456,6 +457,8 @@ def sample_loop(model64, scheduler, x_T, ctx, ctx_null, guidance, grp, n_steps=N
         assert x.dtype == torch.float64
         h5_ds(grp, f"v/{i + 1:04d}", v.numpy())
         h5_ds(grp, f"x/{i + 1:04d}", x[0].numpy())
+        xs.append(x[0].numpy().copy())
+        vs.append(v.numpy().copy())
     h5_ds(grp, "timesteps", timesteps.to(torch.float64).numpy())
     h5_ds(grp, "sigmas", scheduler.sigmas.to(torch.float64).numpy())
     cfg = {k: v for k, v in dict(scheduler.config).items() if not k.startswith("_")}  # drops _use_default_values
@@ -463,7 +466,74 @@ def sample_loop(model64, scheduler, x_T, ctx, ctx_null, guidance, grp, n_steps=N
     grp.attrs["scheduler_class"] = type(scheduler).__name__
     grp.attrs["scheduler_config"] = json.dumps(cfg, sort_keys=True)
     grp.attrs["num_inference_steps"] = len(timesteps)
-    return timesteps, scheduler.sigmas, x[0]
+    return timesteps, scheduler.sigmas, x[0], xs, vs
+
+
+def unipc_spec_trajectory(x_T, vs, sigmas):
+    """UniPC (bh2, predict_x0, solver_order 2, lower_order_final) written from spec §6.4 in float64, fed with the
+    stored CFG velocities; returns the latent after every step. Cross-check of diffusers' step() only."""
+
+    def lam(s):
+        return math.log(1.0 - s) - math.log(s)
+
+    n = len(vs)
+    x, last, ms, prev_order, lower = x_T, None, [], 0, 0
+    out = []
+    for i in range(n):
+        s = sigmas[i]
+        m = x - s * vs[i]
+        if i >= 1:  # corrector with the previous step's order
+            sp = sigmas[i - 1]
+            h = lam(s) - lam(sp)
+            hh = -h
+            phi1 = math.expm1(hh)
+            B = math.expm1(hh)
+            m0 = ms[-1]
+            xhat = (s / sp) * last - (1 - s) * phi1 * m0
+            if prev_order == 1:
+                x = xhat - (1 - s) * B * 0.5 * (m - m0)
+            else:
+                r = (lam(sigmas[i - 2]) - lam(sp)) / h
+                D = (ms[-2] - m0) / r
+                g1 = phi1 / hh - 1
+                g2 = g1 / hh - 0.5
+                rho = np.linalg.solve(np.array([[1.0, 1.0], [r, 1.0]]), np.array([g1 / B, g2 * 2 / B]))
+                x = xhat - (1 - s) * B * (rho[0] * D + rho[1] * (m - m0))
+        ms = (ms + [m])[-2:]
+        order = min(2, n - i, lower + 1)
+        t = sigmas[i + 1]
+        if t == 0:
+            x_new = m
+        else:
+            h = lam(t) - lam(s)
+            hh = -h
+            x_new = (t / s) * x - (1 - t) * math.expm1(hh) * m
+            if order == 2:
+                r = (lam(sigmas[i - 1]) - lam(s)) / h
+                x_new = x_new - (1 - t) * math.expm1(hh) * 0.5 * (ms[-2] - m) / r
+        last, x, prev_order, lower = x, x_new, order, min(lower + 1, 2)
+        out.append(x)
+    return out
+
+
+def check_solvers(x_T, runs):
+    """Re-derive every stored latent from the stored velocities with spec-level formulas (float64)."""
+    errs = {}
+    x_T = x_T.numpy().astype(np.float64)
+    for solver, (timesteps, sigmas, _, xs, vs) in runs.items():
+        sig = [float(v) for v in sigmas]
+        n = len(timesteps)
+        if solver == "euler":
+            ref, x = [], x_T
+            for i in range(n):
+                x = x + (sig[i + 1] - sig[i]) * vs[i]
+                ref.append(x)
+        else:
+            ref = unipc_spec_trajectory(x_T, vs, sig)
+        errs[solver] = max(float(np.abs(a - b).max() / np.abs(b).max()) for a, b in zip(xs, ref))
+    log("stored latents vs spec-level float64 re-derivation from the stored v (max rel):", errs)
+    assert max(errs.values()) < 1e-5, errs
+    return errs
 
 
 def main():
@@ -533,7 +603,8 @@ def main():
         h5_ds(f, "ref_f64/v_null", r_null.numpy())
         h5_ds(f, "ref_f64/v2", r2.numpy())
         f.attrs["model"] = "tiny_dit (tiny_dit/transformer, tiny_dit_wan_names: same weights)"
-        f.attrs["transformer_config"] = json.dumps(dict(model.config), sort_keys=True, default=list)
+        tcfg = {k: v for k, v in dict(model.config).items() if not k.startswith("_")}  # _use_default_values: set order
+        f.attrs["transformer_config"] = json.dumps(tcfg, sort_keys=True, default=list)
         f.attrs["text_len"] = TEXT_LEN
         f.attrs["versions"] = json.dumps(versions, sort_keys=True)
         f.attrs["ref_f64_max_rel_diff"] = json.dumps(errs, sort_keys=True)
@@ -563,7 +634,7 @@ def main():
         sched_info["unipc_wan_grid"] = sample_loop(
             model64, unipc_w, x_T, ctx, ctx_null, GUIDANCE, grp, sigmas=base.copy()  # ndarray: a list raises
         )
-        ts_w, sig_w, _ = sched_info["unipc_wan_grid"]
+        ts_w, sig_w = sched_info["unipc_wan_grid"][:2]
         assert np.array_equal(ts_w.numpy(), wan_ts), (ts_w, wan_ts)
         assert np.array_equal(sig_w.numpy(), wan_sigmas), (sig_w, wan_sigmas)
         h5_ds(grp, "sigmas_unshifted_input", base)
@@ -571,6 +642,9 @@ def main():
             "set_timesteps(sigmas=linspace(float32(0.999), 0, 7)[:6]); diffusers applies flow_shift itself; "
             "timesteps/sigmas equal wan/utils/fm_solvers_unipc.py set_timesteps(6, shift=3)"
         )
+        solver_errs = check_solvers(x_T, sched_info)
+        f.attrs["spec_rederivation_max_rel_diff"] = json.dumps(solver_errs, sort_keys=True)
+
 
     # ---------------- summary
     def stats(name, a):
@@ -588,7 +662,7 @@ def main():
     stats("x_T", x_T)
     with h5py.File(path_s, "r") as f:
         for solver in ("unipc", "euler", "unipc_wan_grid"):
-            ts, sig, xf = sched_info[solver]
+            ts, sig, xf = sched_info[solver][:3]
             log(f"  {solver}: timesteps={ts.tolist()}")
             log(f"  {' ' * len(solver)}  sigmas={[float(s) for s in sig]}")
             n = len(ts)

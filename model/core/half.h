@@ -3,7 +3,7 @@
 #include <bit>
 #include <cstdint>
 
-namespace ditrun::io {
+namespace ditrun {
 
 // bf16 is the top half of an fp32, so widening is exact.
 constexpr float bf16_to_f32(uint16_t h) { return std::bit_cast<float>(static_cast<uint32_t>(h) << 16); }
@@ -45,4 +45,4 @@ inline uint16_t f64_to_bf16(double d) {
   return f32_to_bf16(f);
 }
 
-}  // namespace ditrun::io
+}  // namespace ditrun

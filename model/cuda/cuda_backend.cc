@@ -1,0 +1,293 @@
+#include "model/cuda/cuda_backend.h"
+
+#include <algorithm>
+#include <initializer_list>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "comm/cuda_check.h"
+#include "model/cuda/attention.h"
+#include "model/cuda/elementwise.h"
+#include "model/cuda/gemm.h"
+
+namespace ditrun {
+
+namespace {
+
+constexpr size_t kArenaChunk = size_t{256} << 20;
+// bf16 transfers go through an f32 device buffer in pieces of at most this many elements (64 MiB).
+constexpr size_t kStagingCapFloats = size_t{16} << 20;
+
+[[noreturn]] void invalid(const char* op, const std::string& what) {
+  throw std::invalid_argument(std::string("cuda ") + op + ": " + what);
+}
+
+void require_device(const char* op, std::initializer_list<const Tensor*> tensors) {
+  for (const Tensor* t : tensors)
+    if (t && t->device() != Device::cuda) invalid(op, "tensor " + shape_string(t->shape()) + " is not on the GPU");
+}
+
+void require_dtype(const Tensor& t, std::initializer_list<DType> allowed, const char* op, const char* what) {
+  if (std::find(allowed.begin(), allowed.end(), t.dtype()) == allowed.end())
+    invalid(op, std::string(what) + " has unsupported dtype " + std::string(dtype_name(t.dtype())));
+}
+
+void require_same_numel(const Tensor& a, const Tensor& b, const char* op) {
+  if (a.numel() != b.numel()) invalid(op, shape_string(a.shape()) + " vs " + shape_string(b.shape()));
+}
+
+// A per-feature f32 vector (norm weight, gate, shift, scale) of length d.
+void require_vector(const Tensor& t, int64_t d, const char* op, const char* what) {
+  require_dtype(t, {DType::f32}, op, what);
+  if (t.numel() != d)
+    invalid(op, std::string(what) + " " + shape_string(t.shape()) + " for rows of " + std::to_string(d));
+}
+
+// In-place is fine for the row kernels; an alias with another dtype is not.
+void require_alias_same_dtype(const Tensor& out, const Tensor& x, const char* op) {
+  if (out.data() == x.data() && out.dtype() != x.dtype()) invalid(op, "out aliases x with another dtype");
+}
+
+}  // namespace
+
+CudaBackend::CudaBackend() {
+  DITRUN_CUDA_CHECK(cudaGetDevice(&device_));
+  DITRUN_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  try {
+    arena_ = std::make_unique<Arena>(
+        [](size_t n) {
+          void* p = nullptr;
+          DITRUN_CUDA_CHECK(cudaMalloc(&p, n));
+          return p;
+        },
+        [](void* p) { cudaFree(p); }, kArenaChunk);
+    gemm_ = std::make_unique<cuda::Gemm>(stream_);
+  } catch (...) {
+    arena_.reset();
+    cudaStreamDestroy(stream_);
+    throw;
+  }
+}
+
+CudaBackend::~CudaBackend() {
+  // Teardown: errors cannot be acted on here. Free everything before the stream that used it goes away.
+  cudaStreamSynchronize(stream_);
+  gemm_.reset();
+  if (staging_) cudaFree(staging_);
+  arena_.reset();
+  cudaStreamDestroy(stream_);
+}
+
+Tensor CudaBackend::allocate(const Shape& shape, DType dtype) {
+  const size_t bytes = static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype);
+  void* p = nullptr;
+  DITRUN_CUDA_CHECK(cudaMalloc(&p, std::max<size_t>((bytes + 255) / 256 * 256, 256)));
+  std::shared_ptr<void> memory(p, [](void* q) { cudaFree(q); });
+  return Tensor(p, dtype, Device::cuda, shape, std::move(memory));
+}
+
+float* CudaBackend::staging(size_t floats) {
+  floats = std::min(floats, kStagingCapFloats);
+  if (floats > staging_floats_) {
+    if (staging_) DITRUN_CUDA_CHECK(cudaFree(staging_));
+    staging_ = nullptr;
+    staging_floats_ = 0;
+    DITRUN_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&staging_), floats * sizeof(float)));
+    staging_floats_ = floats;
+  }
+  return staging_;
+}
+
+void CudaBackend::upload(Tensor& t, const float* host) {
+  require_device("upload", {&t});
+  require_dtype(t, {DType::f32, DType::bf16}, "upload", "destination");
+  const size_t n = static_cast<size_t>(t.numel());
+  if (n == 0) return;
+  if (t.dtype() == DType::f32) {
+    DITRUN_CUDA_CHECK(cudaMemcpyAsync(t.data(), host, n * sizeof(float), cudaMemcpyHostToDevice, stream_));
+  } else {
+    float* buffer = staging(n);
+    // The stream orders each piece's conversion before the next piece overwrites the buffer.
+    for (size_t begin = 0; begin < n; begin += staging_floats_) {
+      const size_t count = std::min(staging_floats_, n - begin);
+      DITRUN_CUDA_CHECK(
+          cudaMemcpyAsync(buffer, host + begin, count * sizeof(float), cudaMemcpyHostToDevice, stream_));
+      cuda::convert(t.ptr<uint16_t>() + begin, DType::bf16, buffer, DType::f32, static_cast<int64_t>(count),
+                    stream_);
+    }
+  }
+  // The caller may reuse `host` as soon as this returns.
+  DITRUN_CUDA_CHECK(cudaStreamSynchronize(stream_));
+}
+
+void CudaBackend::download(const Tensor& t, float* host) {
+  require_device("download", {&t});
+  require_dtype(t, {DType::f32, DType::bf16}, "download", "source");
+  const size_t n = static_cast<size_t>(t.numel());
+  if (n == 0) return;
+  if (t.dtype() == DType::f32) {
+    DITRUN_CUDA_CHECK(cudaMemcpyAsync(host, t.data(), n * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+  } else {
+    float* buffer = staging(n);
+    for (size_t begin = 0; begin < n; begin += staging_floats_) {
+      const size_t count = std::min(staging_floats_, n - begin);
+      cuda::convert(buffer, DType::f32, t.ptr<uint16_t>() + begin, DType::bf16, static_cast<int64_t>(count),
+                    stream_);
+      DITRUN_CUDA_CHECK(
+          cudaMemcpyAsync(host + begin, buffer, count * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+    }
+  }
+  DITRUN_CUDA_CHECK(cudaStreamSynchronize(stream_));
+}
+
+void CudaBackend::copy(Tensor& dst, const Tensor& src) {
+  require_device("copy", {&dst, &src});
+  require_same_numel(dst, src, "copy");
+  require_dtype(dst, {DType::f32, DType::bf16}, "copy", "destination");
+  require_dtype(src, {DType::f32, DType::bf16}, "copy", "source");
+  // The reference uses memmove; on the GPU only an exact alias (a no-op) is allowed among overlaps.
+  const auto* d = static_cast<const char*>(dst.data());
+  const auto* s = static_cast<const char*>(src.data());
+  if (d != s && d < s + src.bytes() && s < d + dst.bytes()) invalid("copy", "source and destination overlap");
+  if (d == s && dst.dtype() != src.dtype()) invalid("copy", "in-place dtype conversion");
+  cuda::convert(dst.data(), dst.dtype(), src.data(), src.dtype(), src.numel(), stream_);
+}
+
+void CudaBackend::synchronize() { DITRUN_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+
+void CudaBackend::linear(Tensor& out, const Tensor& x, const Tensor& w, const Tensor* bias, Epilogue epilogue) {
+  require_device("linear", {&out, &x, &w, bias});
+  gemm_->linear(out, x, w, bias, epilogue);
+}
+
+void CudaBackend::layer_norm(Tensor& out, const Tensor& x, const Tensor* weight, const Tensor* bias, float eps) {
+  require_device("layer_norm", {&out, &x, weight, bias});
+  require_same_numel(out, x, "layer_norm");
+  require_alias_same_dtype(out, x, "layer_norm");
+  const int64_t d = x.dim(-1);
+  if (weight) require_vector(*weight, d, "layer_norm", "weight");
+  if (bias) require_vector(*bias, d, "layer_norm", "bias");
+  cuda::layer_norm(out.data(), out.dtype(), x.data(), x.dtype(), x.rows(), d, weight ? weight->ptr<float>() : nullptr,
+                   bias ? bias->ptr<float>() : nullptr, nullptr, nullptr, eps, stream_);
+}
+
+void CudaBackend::layer_norm_modulate(Tensor& out, const Tensor& x, const Tensor& shift, const Tensor& scale,
+                                      float eps) {
+  require_device("layer_norm_modulate", {&out, &x, &shift, &scale});
+  require_same_numel(out, x, "layer_norm_modulate");
+  require_alias_same_dtype(out, x, "layer_norm_modulate");
+  const int64_t d = x.dim(-1);
+  require_vector(shift, d, "layer_norm_modulate", "shift");
+  require_vector(scale, d, "layer_norm_modulate", "scale");
+  cuda::layer_norm(out.data(), out.dtype(), x.data(), x.dtype(), x.rows(), d, nullptr, nullptr, shift.ptr<float>(),
+                   scale.ptr<float>(), eps, stream_);
+}
+
+void CudaBackend::rms_norm(Tensor& out, const Tensor& x, const Tensor& weight, float eps) {
+  require_device("rms_norm", {&out, &x, &weight});
+  require_same_numel(out, x, "rms_norm");
+  require_alias_same_dtype(out, x, "rms_norm");
+  const int64_t d = x.dim(-1);
+  require_vector(weight, d, "rms_norm", "weight");
+  cuda::rms_norm(out.data(), out.dtype(), x.data(), x.dtype(), x.rows(), d, weight.ptr<float>(), eps, stream_);
+}
+
+void CudaBackend::rope(Tensor& x, const Tensor& cos, const Tensor& sin) {
+  require_device("rope", {&x, &cos, &sin});
+  if (x.rank() != 3) invalid("rope", "x " + shape_string(x.shape()) + " is not [L, H, d]");
+  const int64_t l = x.dim(0), h = x.dim(1), d = x.dim(2);
+  require_dtype(cos, {DType::f32}, "rope", "cos");
+  require_dtype(sin, {DType::f32}, "rope", "sin");
+  if (cos.rank() != 2 || cos.dim(1) != d / 2 || sin.shape() != cos.shape())
+    invalid("rope", "cos " + shape_string(cos.shape()) + " / sin " + shape_string(sin.shape()) + " for x " +
+                        shape_string(x.shape()));
+  // Tokens beyond the table (padding) stay unrotated, as in the reference (spec §1.6).
+  cuda::rope(x.data(), x.dtype(), std::min(l, cos.dim(0)), h, d, cos.ptr<float>(), sin.ptr<float>(), stream_);
+}
+
+void CudaBackend::add_gated(Tensor& x, const Tensor& y, const Tensor& gate) {
+  require_device("add_gated", {&x, &y, &gate});
+  require_dtype(x, {DType::f32}, "add_gated", "x");
+  require_same_numel(x, y, "add_gated");
+  const int64_t d = x.dim(-1);
+  require_vector(gate, d, "add_gated", "gate");
+  cuda::add_gated(x.ptr<float>(), y.data(), y.dtype(), gate.ptr<float>(), x.rows(), d, stream_);
+}
+
+void CudaBackend::add(Tensor& x, const Tensor& y) {
+  require_device("add", {&x, &y});
+  require_dtype(x, {DType::f32}, "add", "x");
+  require_same_numel(x, y, "add");
+  cuda::add_gated(x.ptr<float>(), y.data(), y.dtype(), nullptr, 1, x.numel(), stream_);
+}
+
+void CudaBackend::silu(Tensor& out, const Tensor& x) {
+  require_device("silu", {&out, &x});
+  require_same_numel(out, x, "silu");
+  require_alias_same_dtype(out, x, "silu");
+  cuda::silu(out.data(), out.dtype(), x.data(), x.dtype(), x.numel(), stream_);
+}
+
+void CudaBackend::lincomb(Tensor& out, std::span<const float> coeffs, std::span<const Tensor* const> inputs) {
+  require_device("lincomb", {&out});
+  require_dtype(out, {DType::f32}, "lincomb", "out");
+  if (coeffs.size() != inputs.size()) invalid("lincomb", "coefficient count");
+  if (inputs.size() > static_cast<size_t>(cuda::kMaxLincombInputs))
+    invalid("lincomb", std::to_string(inputs.size()) + " inputs (at most " +
+                           std::to_string(cuda::kMaxLincombInputs) + ")");
+  std::vector<const float*> pointers;
+  for (const Tensor* t : inputs) {
+    require_device("lincomb", {t});
+    require_dtype(*t, {DType::f32}, "lincomb", "input");
+    require_same_numel(out, *t, "lincomb");
+    pointers.push_back(t->ptr<float>());
+  }
+  cuda::lincomb(out.ptr<float>(), pointers.data(), coeffs.data(), static_cast<int>(inputs.size()), out.numel(),
+                stream_);
+}
+
+void CudaBackend::attention(Tensor& out, Tensor* lse, const Tensor& q, const Tensor& k, const Tensor& v,
+                            int64_t kv_valid, float scale) {
+  require_device("attention", {&out, lse, &q, &k, &v});
+  for (const Tensor* t : std::initializer_list<const Tensor*>{&out, &q, &k, &v})
+    require_dtype(*t, {DType::bf16}, "attention", "q/k/v/out");
+  if (q.rank() != 3 || k.rank() != 3 || v.rank() != 3)
+    invalid("attention", "q/k/v must be [L, H, d]");
+  const int64_t lq = q.dim(0), h = q.dim(1), d = q.dim(2), lk = k.dim(0);
+  if (k.dim(1) != h || v.dim(1) != h || k.dim(2) != d || v.dim(2) != d || v.dim(0) != lk || out.numel() != q.numel())
+    invalid("attention", "q " + shape_string(q.shape()) + " k " + shape_string(k.shape()) + " v " +
+                             shape_string(v.shape()));
+  if (lse) {
+    require_dtype(*lse, {DType::f32}, "attention", "lse");
+    if (lse->numel() != h * lq) invalid("attention", "lse " + shape_string(lse->shape()));
+  }
+  cuda::attention_bf16(out.data(), lse ? lse->ptr<float>() : nullptr, q.data(), k.data(), v.data(), lq, lk,
+                       std::clamp<int64_t>(kv_valid, 0, lk), static_cast<int>(h), static_cast<int>(d), scale,
+                       stream_);
+}
+
+void CudaBackend::patchify(Tensor& tokens, const Tensor& latent) {
+  require_device("patchify", {&tokens, &latent});
+  require_dtype(latent, {DType::f32}, "patchify", "latent");
+  if (latent.rank() != 4) invalid("patchify", "latent " + shape_string(latent.shape()) + " is not [C, F, H, W]");
+  const int64_t c = latent.dim(0), f = latent.dim(1), hh = latent.dim(2), ww = latent.dim(3);
+  expect_shape(tokens, {f * (hh / 2) * (ww / 2), c * 4}, "patchify tokens");
+  cuda::patchify(tokens.data(), tokens.dtype(), latent.ptr<float>(), c, f, hh, ww, stream_);
+}
+
+void CudaBackend::unpatchify(Tensor& latent, const Tensor& tokens) {
+  require_device("unpatchify", {&latent, &tokens});
+  require_dtype(latent, {DType::f32}, "unpatchify", "latent");
+  if (latent.rank() != 4) invalid("unpatchify", "latent " + shape_string(latent.shape()) + " is not [C, F, H, W]");
+  const int64_t c = latent.dim(0), f = latent.dim(1), hh = latent.dim(2), ww = latent.dim(3);
+  if (tokens.dim(-1) != 4 * c || tokens.rows() < f * (hh / 2) * (ww / 2))
+    invalid("unpatchify", "tokens " + shape_string(tokens.shape()));
+  cuda::unpatchify(latent.ptr<float>(), tokens.data(), tokens.dtype(), c, f, hh, ww, stream_);
+}
+
+std::unique_ptr<Backend> make_cuda_backend() { return std::make_unique<CudaBackend>(); }
+
+bool cuda_backend_built() { return true; }
+
+}  // namespace ditrun

@@ -1,0 +1,63 @@
+// The CUDA backend: bf16 storage for GEMM/attention operands and big weights, fp32 math, fp32 wherever the
+// reference keeps fp32 (spec §1.8). Everything runs on one non-blocking stream owned by the backend, on the
+// device that was current at construction; only upload/download wait for the host.
+#pragma once
+#include <memory>
+
+#include <cuda_runtime.h>
+
+#include "model/core/backend.h"
+
+namespace ditrun {
+
+namespace cuda {
+class Gemm;
+}
+
+class CudaBackend final : public Backend {
+ public:
+  CudaBackend();
+  ~CudaBackend() override;
+  CudaBackend(const CudaBackend&) = delete;
+  CudaBackend& operator=(const CudaBackend&) = delete;
+
+  Device device() const override { return Device::cuda; }
+  std::string name() const override { return "cuda"; }
+  DType compute_dtype() const override { return DType::bf16; }
+  // All of this backend's work is ordered on this stream (communication streams synchronise with it).
+  cudaStream_t stream() const { return stream_; }
+  int device_index() const { return device_; }
+
+  Tensor allocate(const Shape& shape, DType dtype) override;
+  void upload(Tensor& t, const float* host) override;
+  void download(const Tensor& t, float* host) override;
+  void copy(Tensor& dst, const Tensor& src) override;
+  void synchronize() override;
+
+  void linear(Tensor& out, const Tensor& x, const Tensor& w, const Tensor* bias, Epilogue epilogue) override;
+  void layer_norm(Tensor& out, const Tensor& x, const Tensor* weight, const Tensor* bias, float eps) override;
+  void layer_norm_modulate(Tensor& out, const Tensor& x, const Tensor& shift, const Tensor& scale,
+                           float eps) override;
+  void rms_norm(Tensor& out, const Tensor& x, const Tensor& weight, float eps) override;
+  void rope(Tensor& x, const Tensor& cos, const Tensor& sin) override;
+  void add_gated(Tensor& x, const Tensor& y, const Tensor& gate) override;
+  void add(Tensor& x, const Tensor& y) override;
+  void silu(Tensor& out, const Tensor& x) override;
+  void lincomb(Tensor& out, std::span<const float> coeffs, std::span<const Tensor* const> inputs) override;
+  void attention(Tensor& out, Tensor* lse, const Tensor& q, const Tensor& k, const Tensor& v, int64_t kv_valid,
+                 float scale) override;
+  void patchify(Tensor& tokens, const Tensor& latent) override;
+  void unpatchify(Tensor& latent, const Tensor& tokens) override;
+
+ private:
+  // Device f32 buffer for bf16 upload/download, at least `floats` long (capped: transfers go in pieces).
+  float* staging(size_t floats);
+
+  int device_ = 0;
+  cudaStream_t stream_ = nullptr;
+  std::unique_ptr<cuda::Gemm> gemm_;
+  float* staging_ = nullptr;
+  size_t staging_floats_ = 0;
+};
+
+}  // namespace ditrun

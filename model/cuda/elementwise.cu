@@ -1,0 +1,369 @@
+// Element-wise and row-norm kernels of the CUDA backend: bf16 or f32 storage, fp32 math, formulas in the same
+// order as the CPU reference (model/cpu/cpu_backend.cc) so the two differ only by rounding.
+#include "model/cuda/elementwise.h"
+
+#include <cuda_bf16.h>
+
+#include <algorithm>
+#include <climits>
+#include <stdexcept>
+#include <string>
+
+#include "comm/cuda_check.h"
+
+namespace ditrun::cuda {
+
+namespace {
+
+using bf16 = __nv_bfloat16;
+
+__device__ __forceinline__ float to_float(float v) { return v; }
+__device__ __forceinline__ float to_float(bf16 v) { return __bfloat162float(v); }
+template <typename T>
+__device__ __forceinline__ T from_float(float v);
+template <>
+__device__ __forceinline__ float from_float<float>(float v) { return v; }
+template <>
+__device__ __forceinline__ bf16 from_float<bf16>(float v) { return __float2bfloat16_rn(v); }
+
+// N consecutive elements moved as one access (at most 16 bytes wide; a pack of 8 f32 is two 16-byte accesses).
+template <typename T, int N>
+struct alignas(sizeof(T) * N < 16 ? sizeof(T) * N : 16) Pack {
+  T v[N];
+};
+
+bool aligned(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
+
+constexpr int kThreads = 256;
+
+// Grid for a grid-stride loop over n elements (the cap keeps the grid legal; the loop covers the rest).
+int blocks_for(int64_t n) { return static_cast<int>(std::min<int64_t>((n + kThreads - 1) / kThreads, 1 << 20)); }
+
+#define DITRUN_GRID_STRIDE(i, n)                                                                       \
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < (n);               \
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+
+[[noreturn]] void bad_dtype(const char* op, DType t) {
+  throw std::invalid_argument(std::string("cuda ") + op + ": unsupported dtype " + std::string(dtype_name(t)));
+}
+
+// Calls f with a value of the C++ type stored for t (float or bf16).
+template <typename F>
+void with_type(DType t, const char* op, F&& f) {
+  if (t == DType::f32)
+    f(float{});
+  else if (t == DType::bf16)
+    f(bf16{});
+  else
+    bad_dtype(op, t);
+}
+
+void check_launch() { DITRUN_CUDA_CHECK(cudaGetLastError()); }
+
+// ---------------------------------------------------------------------------------------------- reductions
+
+__device__ __forceinline__ float warp_sum(float v) {
+  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
+  return v;
+}
+
+// Sum over the block (blockDim.x a multiple of 32), returned to every thread. Safe to call repeatedly: the
+// second barrier orders this call's reads of `total` before the next call's writes.
+__device__ float block_sum(float v) {
+  __shared__ float partial[32];
+  __shared__ float total;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  v = warp_sum(v);
+  if (lane == 0) partial[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    float s = lane < static_cast<int>(blockDim.x >> 5) ? partial[lane] : 0.f;
+    s = warp_sum(s);
+    if (lane == 0) total = s;
+  }
+  __syncthreads();
+  return total;
+}
+
+// ---------------------------------------------------------------------------------------------- row norms
+
+enum class Norm { layer, rms };
+
+struct NormArgs {
+  void* out;
+  const void* x;
+  int64_t d;
+  const float* weight;
+  const float* bias;
+  const float* shift;
+  const float* scale;
+  float eps;
+};
+
+// One block per row, three passes over the row (sum, centred squares, write): the row is re-read from L1/L2
+// rather than held in registers, so any length works. Each thread writes only the packs it reads, after every
+// read of the row is done (block_sum barriers), which makes out == x (in-place) safe.
+template <Norm kNorm, typename Tin, typename Tout, int N>
+__global__ void norm_kernel(NormArgs a) {
+  const int64_t row = blockIdx.x;
+  const auto* x = reinterpret_cast<const Pack<Tin, N>*>(static_cast<const Tin*>(a.x) + row * a.d);
+  auto* out = reinterpret_cast<Pack<Tout, N>*>(static_cast<Tout*>(a.out) + row * a.d);
+  const int64_t packs = a.d / N;
+  const float d = static_cast<float>(a.d);
+
+  float s = 0.f;
+  for (int64_t i = threadIdx.x; i < packs; i += blockDim.x) {
+    const Pack<Tin, N> p = x[i];
+#pragma unroll
+    for (int j = 0; j < N; ++j) {
+      const float v = to_float(p.v[j]);
+      s += kNorm == Norm::layer ? v : v * v;
+    }
+  }
+  s = block_sum(s);
+
+  float mean = 0.f, inv;
+  if constexpr (kNorm == Norm::layer) {
+    // Two-pass variance, as the reference: E[x²] − E[x]² cancels badly for rows with a large mean.
+    mean = s / d;
+    float q = 0.f;
+    for (int64_t i = threadIdx.x; i < packs; i += blockDim.x) {
+      const Pack<Tin, N> p = x[i];
+#pragma unroll
+      for (int j = 0; j < N; ++j) {
+        const float c = to_float(p.v[j]) - mean;
+        q += c * c;
+      }
+    }
+    q = block_sum(q);
+    inv = 1.f / sqrtf(q / d + a.eps);
+  } else {
+    inv = 1.f / sqrtf(s / d + a.eps);
+  }
+
+  for (int64_t i = threadIdx.x; i < packs; i += blockDim.x) {
+    const Pack<Tin, N> p = x[i];
+    Pack<Tout, N> o;
+#pragma unroll
+    for (int j = 0; j < N; ++j) {
+      const int64_t c = i * N + j;
+      float y;
+      if constexpr (kNorm == Norm::layer) {
+        y = (to_float(p.v[j]) - mean) * inv;
+        if (a.weight) y *= a.weight[c];
+        if (a.bias) y += a.bias[c];
+        if (a.scale) y = y * (1.f + a.scale[c]) + a.shift[c];
+      } else {
+        y = to_float(p.v[j]) * inv * a.weight[c];
+      }
+      o.v[j] = from_float<Tout>(y);
+    }
+    out[i] = o;
+  }
+}
+
+template <Norm kNorm>
+void launch_norm(const NormArgs& a, DType out_dtype, DType x_dtype, int64_t rows, cudaStream_t stream,
+                 const char* op) {
+  if (rows == 0 || a.d == 0) return;
+  if (rows > INT_MAX) throw std::invalid_argument(std::string("cuda ") + op + ": too many rows");
+  with_type(x_dtype, op, [&](auto xin) {
+    with_type(out_dtype, op, [&](auto xout) {
+      using Tin = decltype(xin);
+      using Tout = decltype(xout);
+      // 16-byte loads of x when every row starts aligned: d a multiple of the pack and aligned base pointers.
+      constexpr int kVec = 16 / sizeof(Tin);
+      const bool vec = a.d % kVec == 0 && aligned(a.x, 16) && aligned(a.out, alignof(Pack<Tout, kVec>));
+      const int64_t packs = vec ? a.d / kVec : a.d;
+      const int threads = static_cast<int>(std::clamp<int64_t>((packs + 31) / 32 * 32, 32, 512));
+      if (vec)
+        norm_kernel<kNorm, Tin, Tout, kVec><<<static_cast<unsigned>(rows), threads, 0, stream>>>(a);
+      else
+        norm_kernel<kNorm, Tin, Tout, 1><<<static_cast<unsigned>(rows), threads, 0, stream>>>(a);
+    });
+  });
+  check_launch();
+}
+
+// ---------------------------------------------------------------------------------------------- element-wise
+
+template <typename Tdst, typename Tsrc>
+__global__ void convert_kernel(Tdst* dst, const Tsrc* src, int64_t n) {
+  DITRUN_GRID_STRIDE(i, n) dst[i] = from_float<Tdst>(to_float(src[i]));
+}
+
+template <typename T>
+__global__ void rope_kernel(T* x, const float* cos, const float* sin, int64_t heads, int64_t d, int64_t pairs,
+                            int64_t n) {
+  DITRUN_GRID_STRIDE(i, n) {
+    const int64_t k = i % pairs, token_head = i / pairs, t = token_head / heads;
+    T* v = x + token_head * d + 2 * k;
+    const float x0 = to_float(v[0]), x1 = to_float(v[1]);
+    const float c = cos[t * pairs + k], s = sin[t * pairs + k];
+    v[0] = from_float<T>(x0 * c - x1 * s);
+    v[1] = from_float<T>(x0 * s + x1 * c);
+  }
+}
+
+// Memory-bound; coalesced 4-byte accesses already run near bandwidth, so no packing here.
+template <typename T>
+__global__ void add_gated_kernel(float* x, const T* y, const float* gate, int64_t d, int64_t n) {
+  DITRUN_GRID_STRIDE(i, n) x[i] += to_float(y[i]) * (gate ? gate[i % d] : 1.f);
+}
+
+template <typename Tout, typename Tin>
+__global__ void silu_kernel(Tout* out, const Tin* x, int64_t n) {
+  DITRUN_GRID_STRIDE(i, n) {
+    const float v = to_float(x[i]);
+    out[i] = from_float<Tout>(v / (1.f + expf(-v)));
+  }
+}
+
+struct LincombArgs {
+  const float* in[kMaxLincombInputs];
+  float c[kMaxLincombInputs];
+  int count;
+};
+
+// Each element reads every input before writing out, so out may alias any input.
+__global__ void lincomb_kernel(float* out, LincombArgs a, int64_t n) {
+  DITRUN_GRID_STRIDE(i, n) {
+    float s = 0.f;
+    for (int j = 0; j < a.count; ++j) s += a.c[j] * a.in[j][i];
+    out[i] = s;
+  }
+}
+
+// One thread per token feature: coalesced writes, gathered reads (the latent is small).
+template <typename T>
+__global__ void patchify_kernel(T* tokens, const float* latent, int64_t c, int64_t f, int64_t h, int64_t w,
+                                int64_t n) {
+  const int64_t hp = h / 2, wp = w / 2, features = 4 * c;
+  DITRUN_GRID_STRIDE(i, n) {
+    const int64_t t = i / features, j = i % features;
+    const int64_t ci = j / 4, kh = (j / 2) % 2, kw = j % 2;
+    const int64_t fi = t / (hp * wp), a = (t / wp) % hp, b = t % wp;
+    tokens[i] = from_float<T>(latent[((ci * f + fi) * h + a * 2 + kh) * w + b * 2 + kw]);
+  }
+}
+
+// One thread per latent element of the even-sized region (the reference leaves an odd last row/column alone).
+template <typename T>
+__global__ void unpatchify_kernel(float* latent, const T* tokens, int64_t c, int64_t f, int64_t h, int64_t w,
+                                  int64_t n) {
+  const int64_t hp = h / 2, wp = w / 2, he = 2 * hp, we = 2 * wp;
+  DITRUN_GRID_STRIDE(i, n) {
+    const int64_t x = i % we, y = (i / we) % he, fi = (i / (we * he)) % f, ci = i / (we * he * f);
+    const int64_t a = y / 2, q = y % 2, b = x / 2, r = x % 2;
+    latent[((ci * f + fi) * h + y) * w + x] = to_float(tokens[((fi * hp + a) * wp + b) * 4 * c + (q * 2 + r) * c + ci]);
+  }
+}
+
+}  // namespace
+
+void convert(void* dst, DType dst_dtype, const void* src, DType src_dtype, int64_t n, cudaStream_t stream) {
+  if (n == 0) return;
+  if (dst_dtype == src_dtype) {
+    if (dst != src)
+      DITRUN_CUDA_CHECK(cudaMemcpyAsync(dst, src, static_cast<size_t>(n) * dtype_size(dst_dtype),
+                                        cudaMemcpyDeviceToDevice, stream));
+    return;
+  }
+  with_type(dst_dtype, "convert", [&](auto d) {
+    with_type(src_dtype, "convert", [&](auto s) {
+      using Td = decltype(d);
+      using Ts = decltype(s);
+      convert_kernel<<<blocks_for(n), kThreads, 0, stream>>>(static_cast<Td*>(dst), static_cast<const Ts*>(src), n);
+    });
+  });
+  check_launch();
+}
+
+void layer_norm(void* out, DType out_dtype, const void* x, DType x_dtype, int64_t rows, int64_t d,
+                const float* weight, const float* bias, const float* shift, const float* scale, float eps,
+                cudaStream_t stream) {
+  if ((shift == nullptr) != (scale == nullptr))
+    throw std::invalid_argument("cuda layer_norm: shift and scale go together");
+  launch_norm<Norm::layer>({out, x, d, weight, bias, shift, scale, eps}, out_dtype, x_dtype, rows, stream,
+                           "layer_norm");
+}
+
+void rms_norm(void* out, DType out_dtype, const void* x, DType x_dtype, int64_t rows, int64_t d, const float* weight,
+              float eps, cudaStream_t stream) {
+  if (weight == nullptr) throw std::invalid_argument("cuda rms_norm: weight is required");
+  launch_norm<Norm::rms>({out, x, d, weight, nullptr, nullptr, nullptr, eps}, out_dtype, x_dtype, rows, stream,
+                         "rms_norm");
+}
+
+void rope(void* x, DType dtype, int64_t rows, int64_t heads, int64_t d, const float* cos, const float* sin,
+          cudaStream_t stream) {
+  const int64_t pairs = d / 2, n = rows * heads * pairs;
+  if (n == 0) return;
+  with_type(dtype, "rope", [&](auto v) {
+    using T = decltype(v);
+    rope_kernel<<<blocks_for(n), kThreads, 0, stream>>>(static_cast<T*>(x), cos, sin, heads, d, pairs, n);
+  });
+  check_launch();
+}
+
+void add_gated(float* x, const void* y, DType y_dtype, const float* gate, int64_t rows, int64_t d,
+               cudaStream_t stream) {
+  const int64_t n = rows * d;
+  if (n == 0) return;
+  with_type(y_dtype, "add", [&](auto v) {
+    using T = decltype(v);
+    add_gated_kernel<<<blocks_for(n), kThreads, 0, stream>>>(x, static_cast<const T*>(y), gate, d, n);
+  });
+  check_launch();
+}
+
+void silu(void* out, DType out_dtype, const void* x, DType x_dtype, int64_t n, cudaStream_t stream) {
+  if (n == 0) return;
+  with_type(out_dtype, "silu", [&](auto o) {
+    with_type(x_dtype, "silu", [&](auto i) {
+      using To = decltype(o);
+      using Ti = decltype(i);
+      silu_kernel<<<blocks_for(n), kThreads, 0, stream>>>(static_cast<To*>(out), static_cast<const Ti*>(x), n);
+    });
+  });
+  check_launch();
+}
+
+void lincomb(float* out, const float* const* inputs, const float* coeffs, int count, int64_t n, cudaStream_t stream) {
+  if (count < 0 || count > kMaxLincombInputs)
+    throw std::invalid_argument("cuda lincomb: " + std::to_string(count) + " inputs (at most " +
+                                std::to_string(kMaxLincombInputs) + ")");
+  if (n == 0) return;
+  LincombArgs a{};
+  for (int j = 0; j < count; ++j) {
+    a.in[j] = inputs[j];
+    a.c[j] = coeffs[j];
+  }
+  a.count = count;
+  lincomb_kernel<<<blocks_for(n), kThreads, 0, stream>>>(out, a, n);
+  check_launch();
+}
+
+void patchify(void* tokens, DType tokens_dtype, const float* latent, int64_t c, int64_t f, int64_t h, int64_t w,
+              cudaStream_t stream) {
+  const int64_t n = f * (h / 2) * (w / 2) * 4 * c;
+  if (n == 0) return;
+  with_type(tokens_dtype, "patchify", [&](auto v) {
+    using T = decltype(v);
+    patchify_kernel<<<blocks_for(n), kThreads, 0, stream>>>(static_cast<T*>(tokens), latent, c, f, h, w, n);
+  });
+  check_launch();
+}
+
+void unpatchify(float* latent, const void* tokens, DType tokens_dtype, int64_t c, int64_t f, int64_t h, int64_t w,
+                cudaStream_t stream) {
+  const int64_t n = c * f * (h / 2 * 2) * (w / 2 * 2);
+  if (n == 0) return;
+  with_type(tokens_dtype, "unpatchify", [&](auto v) {
+    using T = decltype(v);
+    unpatchify_kernel<<<blocks_for(n), kThreads, 0, stream>>>(latent, static_cast<const T*>(tokens), c, f, h, w, n);
+  });
+  check_launch();
+}
+
+}  // namespace ditrun::cuda
