@@ -1,0 +1,481 @@
+// Every CudaBackend op against the CpuBackend op on deterministic random data, odd sizes included. The CPU op is
+// given the bf16-rounded values the CUDA op sees, so each comparison measures the op, not the input rounding.
+// Without a GPU every test reports "skipped: no CUDA device" and the binary passes.
+#include <gtest/gtest.h>
+
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "model/core/bf16.h"
+#include "model/cpu/cpu_backend.h"
+#include "model/cuda/cuda_backend.h"
+
+using namespace ditrun;
+
+namespace {
+
+// Bounds on the relative L2 error ‖gpu − cpu‖/‖cpu‖:
+// One rounding of the output to bf16 moves each element by at most 2^-8 ≈ 3.91e-3 of itself, so the ratio stays
+// below that too; the fp32 math underneath differs by ~1e-6. Every op with bf16 output rounds exactly once.
+constexpr double kBf16Out = 4e-3;
+// f32 output of a reduction (norm statistics, GEMM dot products over ≤ 1536 terms) in another summation order
+// than the CPU's: ~1e-6 expected.
+constexpr double kF32Reduction = 1e-5;
+// bf16 inputs, f32 output of cuBLASLt: products are exact in fp32, only summation order differs (~1e-6). 5e-5 is
+// also 4x below the ~2e-4 gap between GELU-tanh and GELU-erf, so it pins the epilogue's GELU form.
+constexpr double kGemmBf16InF32Out = 5e-5;
+// Element-wise f32 math (one or two roundings, FMA contraction on the GPU): ~1e-7.
+constexpr double kF32Elementwise = 1e-6;
+// Attention output: the bf16 output rounding (≤ 3.9e-3, ~1.6e-3 RMS) plus the probabilities rounded to bf16
+// before P·V (relative ~2.3e-3 RMS, not averaged away since the output is itself an average); ~3e-3 expected.
+constexpr double kAttentionOut = 1e-2;
+// log-sum-exp in fp32 from the same bf16 q/k (exp2/log approximations ~1e-7 relative to values of ~6).
+constexpr double kAttentionLse = 1e-5;
+
+bool has_cuda_device() {
+  int n = 0;
+  const bool ok = cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
+  cudaGetLastError();  // a failed query (no driver) is not an error for this test
+  return ok;
+}
+
+// Deterministic uniform numbers (splitmix64), the same on every platform.
+std::vector<float> random(size_t n, uint64_t seed, float lo = -1.f, float hi = 1.f) {
+  std::vector<float> v(n);
+  uint64_t s = seed * 0x9e3779b97f4a7c15ull + 1;
+  for (auto& x : v) {
+    uint64_t z = (s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    x = lo + (hi - lo) * static_cast<float>((z >> 40) * 0x1.0p-24);
+  }
+  return v;
+}
+
+std::vector<float> rounded(std::vector<float> v, DType as) {
+  if (as == DType::bf16)
+    for (auto& x : v) x = round_to_bf16(x);
+  return v;
+}
+
+double rel_l2(const std::vector<float>& got, const std::vector<float>& want) {
+  if (got.size() != want.size()) return INFINITY;
+  double diff = 0, norm = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    diff += (static_cast<double>(got[i]) - want[i]) * (static_cast<double>(got[i]) - want[i]);
+    norm += static_cast<double>(want[i]) * want[i];
+  }
+  return norm > 0 ? std::sqrt(diff / norm) : std::sqrt(diff);  // an all-zero reference: absolute error
+}
+
+std::string label(const char* what, std::initializer_list<int64_t> sizes, DType a = DType::f32,
+                  DType b = DType::f32) {
+  std::string s = what;
+  for (int64_t v : sizes) s += " " + std::to_string(v);
+  return s + " " + std::string(dtype_name(a)) + "->" + std::string(dtype_name(b));
+}
+
+class CudaOps : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!has_cuda_device()) GTEST_SKIP() << "skipped: no CUDA device";
+    gpu_ = std::make_unique<CudaBackend>();
+  }
+
+  // A GPU tensor of `dtype` holding `values` (rounded on upload when bf16).
+  Tensor gpu(const std::vector<float>& values, const Shape& shape, DType dtype) {
+    Tensor t = gpu_->allocate(shape, dtype);
+    gpu_->upload(t, values.data());
+    return t;
+  }
+  // The CPU (f32) twin of gpu(values, shape, as): the same values after the same rounding.
+  Tensor cpu(const std::vector<float>& values, const Shape& shape, DType as = DType::f32) {
+    Tensor t = cpu_.allocate(shape, DType::f32);
+    const std::vector<float> v = rounded(values, as);
+    cpu_.upload(t, v.data());
+    return t;
+  }
+  static std::vector<float> fetch(Backend& b, const Tensor& t) {
+    std::vector<float> v(static_cast<size_t>(t.numel()));
+    b.download(t, v.data());
+    return v;
+  }
+
+  void check_linear(int64_t m, int64_t n, int64_t k, DType in, DType out, std::optional<DType> bias, Epilogue ep,
+                    double bound, uint64_t seed = 1) {
+    // Pre-activations ~N(0, 1): x, w uniform with var(x·w) = 1, so GELU sees its curved region.
+    const auto xs = random(m * k, seed), ws = random(n * k, seed + 1, -3.f / std::sqrt(float(k)),
+                                                      3.f / std::sqrt(float(k)));
+    const auto bs = random(n, seed + 2, -0.5f, 0.5f);
+    Tensor gx = gpu(xs, {m, k}, in), gw = gpu(ws, {n, k}, in), go = gpu_->allocate({m, n}, out);
+    Tensor cx = cpu(xs, {m, k}, in), cw = cpu(ws, {n, k}, in), co = cpu_.allocate({m, n}, DType::f32);
+    Tensor gb, cb;
+    if (bias) {
+      gb = gpu(bs, {n}, *bias);
+      cb = cpu(bs, {n}, *bias);
+    }
+    gpu_->linear(go, gx, gw, bias ? &gb : nullptr, ep);
+    cpu_.linear(co, cx, cw, bias ? &cb : nullptr, ep);
+    EXPECT_LE(rel_l2(fetch(*gpu_, go), fetch(cpu_, co)), bound)
+        << label("linear m n k", {m, n, k}, in, out) << " bias " << (bias ? dtype_name(*bias) : "none")
+        << (ep == Epilogue::gelu_tanh ? " gelu" : "");
+  }
+
+  CpuBackend cpu_;
+  std::unique_ptr<CudaBackend> gpu_;
+};
+
+struct GemmSize {
+  int64_t m, n, k;
+};
+const GemmSize kSmallGemms[] = {{1, 1, 1}, {37, 53, 71}, {300, 130, 257}};
+const int64_t kRows[] = {1, 7, 129};
+const int64_t kWidths[] = {37, 48, 130, 1536};
+
+// ------------------------------------------------------------------------------------------------ memory
+
+TEST_F(CudaOps, UploadDownloadCopy) {
+  const size_t n = 1001;
+  const auto v = random(n, 7, -100.f, 100.f);
+  Tensor f = gpu(v, {int64_t(n)}, DType::f32), b = gpu(v, {int64_t(n)}, DType::bf16);
+  EXPECT_EQ(fetch(*gpu_, f), v);
+  EXPECT_EQ(fetch(*gpu_, b), rounded(v, DType::bf16));
+  Tensor b2 = gpu_->allocate({int64_t(n)}, DType::bf16), f2 = gpu_->allocate({int64_t(n)}, DType::f32);
+  gpu_->copy(b2, f);  // f32 -> bf16 on the device rounds like the host
+  EXPECT_EQ(fetch(*gpu_, b2), rounded(v, DType::bf16));
+  gpu_->copy(f2, b);
+  EXPECT_EQ(fetch(*gpu_, f2), rounded(v, DType::bf16));
+  gpu_->copy(f2, f);
+  EXPECT_EQ(fetch(*gpu_, f2), v);
+  Tensor wrong = gpu_->allocate({int64_t(n) + 1}, DType::f32);
+  EXPECT_THROW(gpu_->copy(wrong, f), std::invalid_argument);
+
+  // Larger than the 64 MiB staging buffer: bf16 transfers go in pieces.
+  const size_t big = (size_t{16} << 20) + 12345;
+  const auto w = random(big, 8);
+  Tensor g = gpu(w, {int64_t(big)}, DType::bf16);
+  EXPECT_EQ(fetch(*gpu_, g), rounded(w, DType::bf16));
+
+  Tensor s = gpu_->scratch({3, 5}, DType::bf16);
+  EXPECT_EQ(s.device(), Device::cuda);
+  gpu_->upload(s, v.data());
+  EXPECT_EQ(fetch(*gpu_, s), rounded(std::vector<float>(v.begin(), v.begin() + 15), DType::bf16));
+}
+
+// ------------------------------------------------------------------------------------------------ linear
+
+TEST_F(CudaOps, LinearBf16) {
+  std::vector<GemmSize> sizes(std::begin(kSmallGemms), std::end(kSmallGemms));
+  sizes.push_back({4096, 1536, 1536});
+  for (const auto& s : sizes) {
+    check_linear(s.m, s.n, s.k, DType::bf16, DType::bf16, std::nullopt, Epilogue::none, kBf16Out);
+    check_linear(s.m, s.n, s.k, DType::bf16, DType::bf16, DType::bf16, Epilogue::none, kBf16Out);
+    check_linear(s.m, s.n, s.k, DType::bf16, DType::bf16, DType::bf16, Epilogue::gelu_tanh, kBf16Out);
+    check_linear(s.m, s.n, s.k, DType::bf16, DType::bf16, std::nullopt, Epilogue::gelu_tanh, kBf16Out);
+  }
+}
+
+TEST_F(CudaOps, LinearBf16ToF32) {
+  for (const auto& s : kSmallGemms) {
+    check_linear(s.m, s.n, s.k, DType::bf16, DType::f32, std::nullopt, Epilogue::none, kGemmBf16InF32Out);
+    check_linear(s.m, s.n, s.k, DType::bf16, DType::f32, DType::f32, Epilogue::none, kGemmBf16InF32Out);
+    check_linear(s.m, s.n, s.k, DType::bf16, DType::f32, DType::f32, Epilogue::gelu_tanh, kGemmBf16InF32Out);
+    check_linear(s.m, s.n, s.k, DType::bf16, DType::f32, std::nullopt, Epilogue::gelu_tanh, kGemmBf16InF32Out);
+    check_linear(s.m, s.n, s.k, DType::bf16, DType::f32, DType::bf16, Epilogue::gelu_tanh, kGemmBf16InF32Out);
+  }
+}
+
+TEST_F(CudaOps, LinearBf16WithF32Bias) {
+  for (const auto& s : kSmallGemms) {
+    check_linear(s.m, s.n, s.k, DType::bf16, DType::bf16, DType::f32, Epilogue::none, kBf16Out);
+    check_linear(s.m, s.n, s.k, DType::bf16, DType::bf16, DType::f32, Epilogue::gelu_tanh, kBf16Out);
+  }
+}
+
+TEST_F(CudaOps, LinearF32) {
+  std::vector<GemmSize> sizes(std::begin(kSmallGemms), std::end(kSmallGemms));
+  sizes.push_back({1, 1536, 256});   // time embedding
+  sizes.push_back({1, 9216, 1536});  // time projection (6·D)
+  for (const auto& s : sizes) {
+    check_linear(s.m, s.n, s.k, DType::f32, DType::f32, std::nullopt, Epilogue::none, kF32Reduction);
+    check_linear(s.m, s.n, s.k, DType::f32, DType::f32, DType::f32, Epilogue::none, kF32Reduction);
+    check_linear(s.m, s.n, s.k, DType::f32, DType::f32, DType::f32, Epilogue::gelu_tanh, kF32Reduction);
+    check_linear(s.m, s.n, s.k, DType::f32, DType::f32, std::nullopt, Epilogue::gelu_tanh, kF32Reduction);
+  }
+}
+
+// Views at odd offsets: x and out start 2-byte aligned, the bias 4-byte aligned (the staged-bias path).
+TEST_F(CudaOps, LinearMisalignedViews) {
+  const int64_t m = 37, n = 53, k = 71;
+  const auto xs = random((m + 1) * k, 11), ws = random(n * k, 12, -0.3f, 0.3f), bs = random(n + 1, 13);
+  Tensor gx = gpu(xs, {m + 1, k}, DType::bf16).slice(1, m + 1), gw = gpu(ws, {n, k}, DType::bf16);
+  Tensor gb = gpu(bs, {n + 1}, DType::f32).slice(1, n + 1);
+  Tensor gbig = gpu_->allocate({m + 1, n}, DType::bf16), go = gbig.slice(1, m + 1);
+  Tensor cx = cpu(xs, {m + 1, k}, DType::bf16).slice(1, m + 1), cw = cpu(ws, {n, k}, DType::bf16);
+  Tensor cb = cpu(bs, {n + 1}).slice(1, n + 1), co = cpu_.allocate({m, n}, DType::f32);
+  for (Epilogue ep : {Epilogue::none, Epilogue::gelu_tanh}) {
+    gpu_->linear(go, gx, gw, &gb, ep);
+    cpu_.linear(co, cx, cw, &cb, ep);
+    EXPECT_LE(rel_l2(fetch(*gpu_, go), fetch(cpu_, co)), kBf16Out);
+  }
+}
+
+TEST_F(CudaOps, LinearRejectsBadArguments) {
+  Tensor x = gpu_->allocate({4, 8}, DType::bf16), w = gpu_->allocate({5, 8}, DType::bf16);
+  Tensor out = gpu_->allocate({4, 5}, DType::bf16), wrong = gpu_->allocate({4, 6}, DType::bf16);
+  Tensor wf = gpu_->allocate({5, 8}, DType::f32), xf = gpu_->allocate({4, 8}, DType::f32);
+  Tensor bias_wrong = gpu_->allocate({6}, DType::f32);
+  EXPECT_THROW(gpu_->linear(wrong, x, w, nullptr, Epilogue::none), std::invalid_argument);
+  EXPECT_THROW(gpu_->linear(out, x, wf, nullptr, Epilogue::none), std::invalid_argument);
+  EXPECT_THROW(gpu_->linear(out, xf, wf, nullptr, Epilogue::none), std::invalid_argument);  // f32 in, bf16 out
+  EXPECT_THROW(gpu_->linear(out, x, w, &bias_wrong, Epilogue::none), std::invalid_argument);
+  Tensor host = cpu_.allocate({4, 8}, DType::f32);
+  EXPECT_THROW(gpu_->linear(out, host, w, nullptr, Epilogue::none), std::invalid_argument);
+}
+
+// ------------------------------------------------------------------------------------------------ norms
+
+TEST_F(CudaOps, LayerNorm) {
+  for (int64_t rows : kRows)
+    for (int64_t d : kWidths) {
+      // A mean of 3 makes a one-pass variance (E[x²] − E[x]²) visibly wrong at the f32 bound.
+      const auto xs = random(rows * d, rows * 100 + d, 2.f, 4.f);
+      const auto ws = random(d, 3, 0.5f, 1.5f), bs = random(d, 4, -0.5f, 0.5f);
+      Tensor gw = gpu(ws, {d}, DType::f32), gb = gpu(bs, {d}, DType::f32);
+      Tensor cw = cpu(ws, {d}), cb = cpu(bs, {d});
+      for (DType in : {DType::f32, DType::bf16})
+        for (DType out : {DType::f32, DType::bf16})
+          for (bool affine : {false, true}) {
+            Tensor gx = gpu(xs, {rows, d}, in), go = gpu_->allocate({rows, d}, out);
+            Tensor cx = cpu(xs, {rows, d}, in), co = cpu_.allocate({rows, d}, DType::f32);
+            gpu_->layer_norm(go, gx, affine ? &gw : nullptr, affine ? &gb : nullptr, 1e-6f);
+            cpu_.layer_norm(co, cx, affine ? &cw : nullptr, affine ? &cb : nullptr, 1e-6f);
+            EXPECT_LE(rel_l2(fetch(*gpu_, go), fetch(cpu_, co)), out == DType::bf16 ? kBf16Out : kF32Reduction)
+                << label("layer_norm rows d", {rows, d}, in, out) << (affine ? " affine" : "");
+          }
+    }
+}
+
+TEST_F(CudaOps, LayerNormModulate) {
+  for (int64_t rows : kRows)
+    for (int64_t d : kWidths) {
+      const auto xs = random(rows * d, rows * 100 + d + 1, -2.f, 3.f);
+      const auto shift = random(d, 5, -0.5f, 0.5f), scale = random(d, 6, -0.5f, 0.5f);
+      Tensor gsh = gpu(shift, {d}, DType::f32), gsc = gpu(scale, {d}, DType::f32);
+      Tensor csh = cpu(shift, {d}), csc = cpu(scale, {d});
+      for (DType out : {DType::f32, DType::bf16}) {
+        Tensor gx = gpu(xs, {rows, d}, DType::f32), go = gpu_->allocate({rows, d}, out);
+        Tensor cx = cpu(xs, {rows, d}), co = cpu_.allocate({rows, d}, DType::f32);
+        gpu_->layer_norm_modulate(go, gx, gsh, gsc, 1e-6f);
+        cpu_.layer_norm_modulate(co, cx, csh, csc, 1e-6f);
+        EXPECT_LE(rel_l2(fetch(*gpu_, go), fetch(cpu_, co)), out == DType::bf16 ? kBf16Out : kF32Reduction)
+            << label("layer_norm_modulate rows d", {rows, d}, DType::f32, out);
+      }
+    }
+}
+
+TEST_F(CudaOps, RmsNorm) {
+  for (int64_t rows : kRows)
+    for (int64_t d : kWidths) {
+      const auto xs = random(rows * d, rows * 100 + d + 2, -3.f, 2.f), ws = random(d, 7, 0.5f, 1.5f);
+      Tensor gw = gpu(ws, {d}, DType::f32), cw = cpu(ws, {d});
+      Tensor cx = cpu(xs, {rows, d}), co = cpu_.allocate({rows, d}, DType::f32);
+      cpu_.rms_norm(co, cx, cw, 1e-6f);
+      const auto want = fetch(cpu_, co);
+      // f32 -> bf16 (the q/k norm output), and in place for f32.
+      Tensor gx = gpu(xs, {rows, d}, DType::f32), go = gpu_->allocate({rows, d}, DType::bf16);
+      gpu_->rms_norm(go, gx, gw, 1e-6f);
+      EXPECT_LE(rel_l2(fetch(*gpu_, go), want), kBf16Out) << label("rms_norm rows d", {rows, d}, DType::f32, DType::bf16);
+      gpu_->rms_norm(gx, gx, gw, 1e-6f);
+      EXPECT_LE(rel_l2(fetch(*gpu_, gx), want), kF32Reduction) << label("rms_norm in place rows d", {rows, d});
+      // bf16 in place, as the model applies it to the q/k projections.
+      Tensor gb = gpu(xs, {rows, d}, DType::bf16), cxb = cpu(xs, {rows, d}, DType::bf16);
+      gpu_->rms_norm(gb, gb, gw, 1e-6f);
+      cpu_.rms_norm(co, cxb, cw, 1e-6f);
+      EXPECT_LE(rel_l2(fetch(*gpu_, gb), fetch(cpu_, co)), kBf16Out)
+          << label("rms_norm in place rows d", {rows, d}, DType::bf16, DType::bf16);
+    }
+}
+
+TEST_F(CudaOps, NormsRejectBadArguments) {
+  Tensor x = gpu_->allocate({4, 8}, DType::f32), out = gpu_->allocate({4, 9}, DType::bf16);
+  Tensor w = gpu_->allocate({8}, DType::f32), w_wrong = gpu_->allocate({9}, DType::f32);
+  EXPECT_THROW(gpu_->layer_norm(out, x, nullptr, nullptr, 1e-6f), std::invalid_argument);
+  EXPECT_THROW(gpu_->rms_norm(x, x, w_wrong, 1e-6f), std::invalid_argument);
+  Tensor alias(x.data(), DType::bf16, Device::cuda, {4, 8});
+  EXPECT_THROW(gpu_->rms_norm(alias, x, w, 1e-6f), std::invalid_argument);
+}
+
+// ------------------------------------------------------------------------------------------------ element-wise
+
+TEST_F(CudaOps, Rope) {
+  struct Case {
+    int64_t l, h, d, table_rows;
+  };
+  for (const Case c : {Case{37, 3, 64, 30}, Case{5, 2, 9, 5}}) {
+    const int64_t pairs = c.d / 2;
+    const auto xs = random(c.l * c.h * c.d, 21 + c.d), angles = random(c.table_rows * pairs, 22, -3.2f, 3.2f);
+    std::vector<float> cs(angles.size()), sn(angles.size());
+    for (size_t i = 0; i < angles.size(); ++i) {
+      cs[i] = static_cast<float>(std::cos(static_cast<double>(angles[i])));
+      sn[i] = static_cast<float>(std::sin(static_cast<double>(angles[i])));
+    }
+    Tensor gc = gpu(cs, {c.table_rows, pairs}, DType::f32), gs = gpu(sn, {c.table_rows, pairs}, DType::f32);
+    Tensor cc = cpu(cs, {c.table_rows, pairs}), csn = cpu(sn, {c.table_rows, pairs});
+    for (DType t : {DType::f32, DType::bf16}) {
+      Tensor gx = gpu(xs, {c.l, c.h, c.d}, t), cx = cpu(xs, {c.l, c.h, c.d}, t);
+      gpu_->rope(gx, gc, gs);
+      cpu_.rope(cx, cc, csn);
+      const auto got = fetch(*gpu_, gx), want = fetch(cpu_, cx);
+      EXPECT_LE(rel_l2(got, want), t == DType::bf16 ? kBf16Out : kF32Elementwise)
+          << label("rope l h d", {c.l, c.h, c.d}, t, t);
+      // Tokens beyond the table are untouched, bit for bit.
+      const size_t first = static_cast<size_t>(c.table_rows * c.h * c.d);
+      EXPECT_EQ(std::vector<float>(got.begin() + first, got.end()),
+                std::vector<float>(want.begin() + first, want.end()));
+    }
+    Tensor gx = gpu(xs, {c.l, c.h, c.d}, DType::f32);
+    Tensor narrow = gpu_->allocate({c.table_rows, pairs + 1}, DType::f32);
+    EXPECT_THROW(gpu_->rope(gx, narrow, narrow), std::invalid_argument);
+  }
+}
+
+TEST_F(CudaOps, AddGatedAndAdd) {
+  for (int64_t rows : kRows)
+    for (int64_t d : {int64_t{48}, int64_t{130}, int64_t{1536}})
+      for (DType yt : {DType::f32, DType::bf16}) {
+        const auto xs = random(rows * d, 31 + d), ys = random(rows * d, 32 + d), gs = random(d, 33, -2.f, 2.f);
+        Tensor gx = gpu(xs, {rows, d}, DType::f32), gy = gpu(ys, {rows, d}, yt), gg = gpu(gs, {d}, DType::f32);
+        Tensor cx = cpu(xs, {rows, d}), cy = cpu(ys, {rows, d}, yt), cg = cpu(gs, {d});
+        gpu_->add_gated(gx, gy, gg);
+        cpu_.add_gated(cx, cy, cg);
+        EXPECT_LE(rel_l2(fetch(*gpu_, gx), fetch(cpu_, cx)), kF32Elementwise)
+            << label("add_gated rows d", {rows, d}, yt, DType::f32);
+        gpu_->add(gx, gy);
+        cpu_.add(cx, cy);
+        EXPECT_LE(rel_l2(fetch(*gpu_, gx), fetch(cpu_, cx)), kF32Elementwise)
+            << label("add rows d", {rows, d}, yt, DType::f32);
+      }
+  Tensor x = gpu_->allocate({2, 8}, DType::f32), y = gpu_->allocate({2, 8}, DType::bf16);
+  Tensor gate = gpu_->allocate({16}, DType::f32), xb = gpu_->allocate({2, 8}, DType::bf16);
+  EXPECT_THROW(gpu_->add_gated(x, y, gate), std::invalid_argument);
+  EXPECT_THROW(gpu_->add(xb, y), std::invalid_argument);
+}
+
+TEST_F(CudaOps, Silu) {
+  const int64_t n = 1001;
+  const auto xs = random(n, 41, -8.f, 8.f);
+  for (DType in : {DType::f32, DType::bf16})
+    for (DType out : {DType::f32, DType::bf16}) {
+      Tensor gx = gpu(xs, {n}, in), go = gpu_->allocate({n}, out);
+      Tensor cx = cpu(xs, {n}, in), co = cpu_.allocate({n}, DType::f32);
+      gpu_->silu(go, gx);
+      cpu_.silu(co, cx);
+      EXPECT_LE(rel_l2(fetch(*gpu_, go), fetch(cpu_, co)), out == DType::bf16 ? kBf16Out : kF32Elementwise)
+          << label("silu n", {n}, in, out);
+    }
+  Tensor x = gpu(xs, {n}, DType::f32), c = cpu(xs, {n});  // in place, as the time embedding uses it
+  gpu_->silu(x, x);
+  cpu_.silu(c, c);
+  EXPECT_LE(rel_l2(fetch(*gpu_, x), fetch(cpu_, c)), kF32Elementwise);
+}
+
+TEST_F(CudaOps, Lincomb) {
+  const int64_t n = 1001;
+  for (int count = 0; count <= 6; ++count)
+    for (bool alias : {false, true}) {
+      if (alias && count == 0) continue;
+      std::vector<Tensor> g, c;
+      std::vector<float> coeffs;
+      for (int j = 0; j < count; ++j) {
+        const auto v = random(n, 50 + j);
+        g.push_back(gpu(v, {n}, DType::f32));
+        c.push_back(cpu(v, {n}));
+        coeffs.push_back(0.3f * (j + 1) - 1.f);
+      }
+      std::vector<const Tensor*> gp, cp;
+      for (int j = 0; j < count; ++j) {
+        gp.push_back(&g[j]);
+        cp.push_back(&c[j]);
+      }
+      Tensor go = alias ? g[0] : gpu_->allocate({n}, DType::f32);
+      Tensor co = alias ? c[0] : cpu_.allocate({n}, DType::f32);
+      gpu_->lincomb(go, coeffs, gp);
+      cpu_.lincomb(co, coeffs, cp);
+      EXPECT_LE(rel_l2(fetch(*gpu_, go), fetch(cpu_, co)), kF32Elementwise)
+          << "lincomb of " << count << (alias ? " in place" : "");
+    }
+  Tensor x = gpu_->allocate({n}, DType::f32);
+  std::vector<const Tensor*> seven(7, &x);
+  std::vector<float> coeffs(7, 1.f);
+  EXPECT_THROW(gpu_->lincomb(x, coeffs, seven), std::invalid_argument);
+}
+
+// ------------------------------------------------------------------------------------------------ attention
+
+TEST_F(CudaOps, Attention) {
+  const int64_t lq = 37, lk = 513, heads = 3;
+  for (int64_t d : {32, 64, 128})
+    for (int64_t kv_valid : {int64_t{500}, lk}) {
+      // q, k in [-2, 2]: scores scale·q·k with σ ≈ 1.3, a softmax that is neither flat nor one-hot.
+      const auto qs = random(lq * heads * d, 61 + d, -2.f, 2.f), ks = random(lk * heads * d, 62 + d, -2.f, 2.f);
+      const auto vs = random(lk * heads * d, 63 + d);
+      const float scale = 1.f / std::sqrt(static_cast<float>(d));
+      Tensor gq = gpu(qs, {lq, heads, d}, DType::bf16), gk = gpu(ks, {lk, heads, d}, DType::bf16);
+      Tensor gv = gpu(vs, {lk, heads, d}, DType::bf16), go = gpu_->allocate({lq, heads, d}, DType::bf16);
+      Tensor glse = gpu_->allocate({heads, lq}, DType::f32);
+      Tensor cq = cpu(qs, {lq, heads, d}, DType::bf16), ck = cpu(ks, {lk, heads, d}, DType::bf16);
+      Tensor cv = cpu(vs, {lk, heads, d}, DType::bf16), co = cpu_.allocate({lq, heads, d}, DType::f32);
+      Tensor clse = cpu_.allocate({heads, lq}, DType::f32);
+      gpu_->attention(go, &glse, gq, gk, gv, kv_valid, scale);
+      cpu_.attention(co, &clse, cq, ck, cv, kv_valid, scale);
+      EXPECT_LE(rel_l2(fetch(*gpu_, go), fetch(cpu_, co)), kAttentionOut) << "attention d " << d << " kv " << kv_valid;
+      EXPECT_LE(rel_l2(fetch(*gpu_, glse), fetch(cpu_, clse)), kAttentionLse) << "lse d " << d << " kv " << kv_valid;
+      // Without lse the output is the same.
+      Tensor go2 = gpu_->allocate({lq, heads, d}, DType::bf16);
+      gpu_->attention(go2, nullptr, gq, gk, gv, kv_valid, scale);
+      EXPECT_LE(rel_l2(fetch(*gpu_, go2), fetch(cpu_, co)), kAttentionOut) << "attention without lse, d " << d;
+    }
+  Tensor f = gpu_->allocate({4, 1, 32}, DType::f32);
+  EXPECT_THROW(gpu_->attention(f, nullptr, f, f, f, 4, 1.f), std::invalid_argument);
+}
+
+// ------------------------------------------------------------------------------------------------ layout
+
+TEST_F(CudaOps, PatchifyUnpatchify) {
+  // Pure data movement: exact, bf16 tokens equal to the rounded reference.
+  for (const Shape& shape : {Shape{16, 3, 6, 10}, Shape{2, 1, 5, 7}}) {
+    const int64_t c = shape[0], f = shape[1], h = shape[2], w = shape[3], tokens = f * (h / 2) * (w / 2);
+    const auto lat = random(c * f * h * w, 71);
+    Tensor glat = gpu(lat, shape, DType::f32), clat = cpu(lat, shape);
+    Tensor ctok = cpu_.allocate({tokens, 4 * c}, DType::f32);
+    cpu_.patchify(ctok, clat);
+    const auto want = fetch(cpu_, ctok);
+    for (DType t : {DType::f32, DType::bf16}) {
+      Tensor gtok = gpu_->allocate({tokens, 4 * c}, t);
+      gpu_->patchify(gtok, glat);
+      EXPECT_EQ(fetch(*gpu_, gtok), rounded(want, t)) << "patchify " << shape_string(shape);
+    }
+    // Unpatchify into a latent with prior contents: an odd last row/column must stay as it was.
+    const auto toks = random(tokens * 4 * c, 72), prior = random(c * f * h * w, 73);
+    for (DType t : {DType::f32, DType::bf16}) {
+      Tensor gtok = gpu(toks, {tokens, 4 * c}, t), ctok2 = cpu(toks, {tokens, 4 * c}, t);
+      Tensor gout = gpu(prior, shape, DType::f32), cout = cpu(prior, shape);
+      gpu_->unpatchify(gout, gtok);
+      cpu_.unpatchify(cout, ctok2);
+      EXPECT_EQ(fetch(*gpu_, gout), fetch(cpu_, cout)) << "unpatchify " << shape_string(shape);
+    }
+  }
+  Tensor lat = gpu_->allocate({16, 3, 6, 10}, DType::f32), wrong = gpu_->allocate({44, 64}, DType::f32);
+  EXPECT_THROW(gpu_->patchify(wrong, lat), std::invalid_argument);
+  EXPECT_THROW(gpu_->unpatchify(lat, wrong), std::invalid_argument);
+}
+
+}  // namespace
