@@ -1,6 +1,9 @@
 // `ditrun run`: read and validate the job on every rank, lay out the ranks, build and check every communicator,
 // and write report.json. Later stages (text, DiT, VAE) plug in after the communicators.
+#include <algorithm>
+#include <cstdlib>
 #include <filesystem>
+#include <thread>
 #include <optional>
 
 #include "comm/abort.h"
@@ -10,6 +13,7 @@
 #include "launcher/commands.h"
 #include "launcher/denoise.h"
 #include "launcher/embeddings.h"
+#include "model/cpu/cpu_backend.h"
 #include "model/wan/dit_source.h"
 #include "launcher/input_error.h"
 #include "launcher/job.h"
@@ -116,6 +120,11 @@ int run_command(const RunOptions& options, int* argc, char*** argv) {
     return 2;
   }
   const bool use_cuda = want_cuda || (v.job.model.backend == "auto" && min_devices > 0);
+  if (!use_cuda && !std::getenv("OMP_NUM_THREADS")) {
+    // The ranks of a host share its cores: oversubscribed OpenMP threads spin against each other.
+    const int cores = static_cast<int>(std::thread::hardware_concurrency());
+    set_cpu_threads(std::max(1, cores / mpi.local_size()));
+  }
   std::string device_name = "cpu";
   if (use_cuda) {
     comm::select_cuda_device(mpi.local_rank());

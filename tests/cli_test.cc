@@ -5,9 +5,13 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <cmath>
 #include <sstream>
+#include <tuple>
 
 #include <nlohmann/json.hpp>
+
+#include "io/hdf5_file.h"
 
 namespace fs = std::filesystem;
 
@@ -65,7 +69,6 @@ const char* kJob = R"(
 name = "tiny"
 [parallel]
 cfg = 2
-ulysses = 2
 [sampling]
 steps = 3
 frames = 5
@@ -75,7 +78,34 @@ height = 48
 dir = "out"
 [prompts]
 list = ["a red fox in snow", {id = "boat", prompt = "a sailing boat at dawn", seed = 42}]
+embeddings = "emb.h5"
 )";
+
+// Embeddings for kJob's prompts (tiny model: text_dim 64), deterministic.
+void write_embeddings(const fs::path& path) {
+  ditrun::io::Hdf5File f(path, ditrun::io::Hdf5File::Mode::write);
+  auto fill = [](int rows, float phase) {
+    std::vector<float> v(static_cast<size_t>(rows) * 64);
+    for (size_t i = 0; i < v.size(); ++i) v[i] = 0.5f * std::sin(0.37f * static_cast<float>(i) + phase);
+    return v;
+  };
+  for (const auto& [id, rows, phase] : {std::tuple{"p0000", 6, 0.1f}, std::tuple{"boat", 9, 0.7f}})
+    f.write_f32(std::string(id) + "/context", fill(rows, phase).data(), {rows, 64});
+  f.write_f32("negative/context", fill(4, 1.3f).data(), {4, 64});
+}
+
+std::vector<float> read_latents(const fs::path& path) {
+  return ditrun::io::Hdf5File(path, ditrun::io::Hdf5File::Mode::read).read_f32("latents");
+}
+
+double relative_l2(const std::vector<float>& a, const std::vector<float>& b) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    num += (a[i] - b[i]) * (a[i] - b[i]);
+    den += b[i] * b[i];
+  }
+  return std::sqrt(num / den);
+}
 
 }  // namespace
 
@@ -111,7 +141,7 @@ TEST_F(Cli, PlanFromAJobFileAndWarnings) {
   write("job.toml", kJob);
   Result r = run(ditrun() + " plan job.toml --gpus 8 --gpus-per-node 4");
   ASSERT_EQ(r.code, 0) << r.err;
-  EXPECT_NE(r.out.find("replicas 2 × cfg 2 × pipefusion 1 × ring 1 × ulysses 2 = 8 DiT ranks"), std::string::npos)
+  EXPECT_NE(r.out.find("replicas 4 × cfg 2 × pipefusion 1 × ring 1 × ulysses 1 = 8 DiT ranks"), std::string::npos)
       << r.out;
   Result w = run(ditrun() + " plan --gpus 12 --gpus-per-node 4 --ulysses 6");
   ASSERT_EQ(w.code, 0);
@@ -130,11 +160,12 @@ TEST_F(Cli, PlanRejectsBadLayoutsWithOneLineAndCode2) {
 
 TEST_F(Cli, RunUnderMpirunBuildsAndChecksEveryCommunicatorAndWritesTheReport) {
   write("job.toml", kJob);
+  write_embeddings(dir_ / "emb.h5");
   const auto start = std::chrono::steady_clock::now();
   Result r = run(mpirun(4) + " run job.toml --backend cpu");
   ASSERT_EQ(r.code, 0) << r.out << r.err;
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(60));
-  EXPECT_NE(r.err.find("layout: replicas 1 × cfg 2"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("layout: replicas 2 × cfg 2"), std::string::npos) << r.err;
   EXPECT_EQ(r.err.find('\r'), std::string::npos) << "carriage return in a log";
   ASSERT_TRUE(fs::exists(dir_ / "out" / "report.json"));
   EXPECT_FALSE(fs::exists(dir_ / "out" / "report.json.part"));
@@ -145,10 +176,10 @@ TEST_F(Cli, RunUnderMpirunBuildsAndChecksEveryCommunicatorAndWritesTheReport) {
   EXPECT_EQ(report["job"]["sampling"]["steps"], 3);
   EXPECT_EQ(report["job"]["prompts"]["count"], 2);
   EXPECT_EQ(report["plan"]["layout"]["cfg"], 2);
-  EXPECT_EQ(report["plan"]["layout"]["replicas"], 1);
+  EXPECT_EQ(report["plan"]["layout"]["replicas"], 2);
   const auto& groups = report["plan"]["groups"];
-  EXPECT_EQ(groups["ulysses"].size(), 2u);
-  EXPECT_EQ(groups["cfg"][0]["ranks"], nlohmann::json::parse("[0,2]"));
+  EXPECT_EQ(groups["ulysses"].size(), 4u);
+  EXPECT_EQ(groups["cfg"][0]["ranks"], nlohmann::json::parse("[0,1]"));
   int checked = 0;
   for (const auto& [kind, list] : groups.items())
     for (const auto& g : list) {
@@ -161,6 +192,61 @@ TEST_F(Cli, RunUnderMpirunBuildsAndChecksEveryCommunicatorAndWritesTheReport) {
   for (const auto& s : report["stages"]) stages.push_back(s["stage"]);
   EXPECT_NE(std::find(stages.begin(), stages.end(), "build communicators"), stages.end());
   EXPECT_NE(std::find(stages.begin(), stages.end(), "total"), stages.end());
+  // Every prompt denoised once, by its replica, into a complete latents file.
+  ASSERT_EQ(report["prompts"].size(), 2u);
+  for (const auto& p : report["prompts"]) {
+    EXPECT_EQ(p["status"], "done") << p.dump();
+    EXPECT_EQ(p["step_seconds"].size(), 3u);
+    EXPECT_EQ(p["latent_shape"], nlohmann::json::parse("[16, 2, 6, 8]"));
+  }
+  for (const char* id : {"p0000", "boat"}) {
+    const auto latents = read_latents(dir_ / "out" / (std::string(id) + ".latents.h5"));
+    ASSERT_EQ(latents.size(), 16u * 2 * 6 * 8);
+    double norm = 0;
+    for (float v : latents) norm += v * v;
+    EXPECT_GT(norm, 1.0) << id;
+  }
+  // A rerun keeps complete outputs.
+  Result again = run(mpirun(4) + " run job.toml --backend cpu");
+  ASSERT_EQ(again.code, 0) << again.err;
+  const auto report2 = nlohmann::json::parse(slurp(dir_ / "out" / "report.json"));
+  for (const auto& p : report2["prompts"]) EXPECT_EQ(p["status"], "skipped (output exists)");
+}
+
+TEST_F(Cli, CfgParallelAndReplicasGiveTheSingleRankLatents) {
+  write_embeddings(dir_ / "emb.h5");
+  write("split.toml", kJob);
+  std::string one = kJob;
+  one.replace(one.find("cfg = 2"), 7, "cfg = 1");
+  one.replace(one.find("dir = \"out\""), 11, "dir = \"one\"");
+  write("one.toml", one);
+  ASSERT_EQ(run(mpirun(4) + " run split.toml").code, 0);
+  Result single = run(ditrun() + " run one.toml");
+  ASSERT_EQ(single.code, 0) << single.err;
+  for (const char* id : {"p0000", "boat"}) {
+    const std::string file = std::string(id) + ".latents.h5";
+    const double e = relative_l2(read_latents(dir_ / "out" / file), read_latents(dir_ / "one" / file));
+    EXPECT_LT(e, 1e-5) << id;
+  }
+}
+
+TEST_F(Cli, DitForwardMatchesTheGolden) {
+  const std::string golden = DITRUN_GOLDEN_DIR;
+  Result r = run(ditrun() + " dit-forward --model " + golden + "/tiny_dit --in " + golden + "/dit_forward.h5 --out v.h5");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const ditrun::io::Hdf5File out(dir_ / "v.h5", ditrun::io::Hdf5File::Mode::read);
+  const ditrun::io::Hdf5File ref(golden + "/dit_forward.h5", ditrun::io::Hdf5File::Mode::read);
+  EXPECT_LT(relative_l2(out.read_f32("v"), ref.read_f32("v")), 1e-4);
+  EXPECT_LT(relative_l2(out.read_f32("v_null"), ref.read_f32("v_null")), 1e-4);
+  // Bad input: one line, exit 2, no output.
+  for (const std::string args : {std::string(" dit-forward --model tiny --in ") + golden + "/dit_forward.h5 --out w.h5",  // text_dim 64 ≠ 32
+                                 " dit-forward --model nowhere --in " + golden + "/dit_forward.h5 --out w.h5",
+                                 std::string(" dit-forward --model tiny --in missing.h5 --out w.h5")}) {
+    Result bad = run(ditrun() + args);
+    EXPECT_EQ(bad.code, 2) << args;
+    EXPECT_EQ(count_lines_with(bad.err, "ditrun: error:"), 1) << bad.err;
+    EXPECT_FALSE(fs::exists(dir_ / "w.h5"));
+  }
 }
 
 TEST_F(Cli, BadInputUnderMpirunIsOneLineAndCode2AndWritesNothing) {
@@ -174,10 +260,26 @@ TEST_F(Cli, BadInputUnderMpirunIsOneLineAndCode2AndWritesNothing) {
   EXPECT_FALSE(fs::exists(dir_ / "out"));
 
   write("good.toml", kJob);
-  Result wrong_world = run(mpirun(3) + " run good.toml");  // cfg 2 × ulysses 2 does not fit 3 ranks
+  write_embeddings(dir_ / "emb.h5");
+  Result wrong_world = run(mpirun(3) + " run good.toml");  // cfg 2 does not fit 3 ranks
   EXPECT_EQ(wrong_world.code, 2);
   EXPECT_EQ(count_lines_with(wrong_world.err, "ditrun: error:"), 1) << wrong_world.err;
   EXPECT_NE(wrong_world.err.find("not a multiple of"), std::string::npos) << wrong_world.err;
+
+  std::string sp = kJob;
+  sp.replace(sp.find("cfg = 2"), 7, "ulysses = 2");
+  write("sp.toml", sp);
+  Result unsupported = run(mpirun(2) + " run sp.toml");
+  EXPECT_EQ(unsupported.code, 2);
+  EXPECT_NE(unsupported.err.find("not implemented in this build yet"), std::string::npos) << unsupported.err;
+
+  std::string no_emb = kJob;
+  const std::string emb_key = "embeddings = \"emb.h5\"";
+  no_emb.replace(no_emb.find(emb_key), emb_key.size(), "embeddings = \"x.h5\"");
+  write("no_emb.toml", no_emb);
+  Result missing_emb = run(mpirun(2) + " run no_emb.toml");
+  EXPECT_EQ(missing_emb.code, 2);
+  EXPECT_NE(missing_emb.err.find("embeddings file does not exist"), std::string::npos) << missing_emb.err;
 
   Result missing = run(mpirun(2) + " run nope.toml");
   EXPECT_EQ(missing.code, 2);

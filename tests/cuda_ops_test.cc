@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "model/core/bf16.h"
+#include "model/core/half.h"
 #include "model/cpu/cpu_backend.h"
 #include "model/cuda/cuda_backend.h"
 
@@ -61,7 +61,7 @@ std::vector<float> random(size_t n, uint64_t seed, float lo = -1.f, float hi = 1
 
 std::vector<float> rounded(std::vector<float> v, DType as) {
   if (as == DType::bf16)
-    for (auto& x : v) x = round_to_bf16(x);
+    for (auto& x : v) x = bf16_to_f32(f32_to_bf16(x));
   return v;
 }
 

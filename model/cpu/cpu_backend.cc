@@ -1,5 +1,7 @@
 #include "model/cpu/cpu_backend.h"
 
+#include <omp.h>
+
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -304,6 +306,9 @@ void CpuBackend::unpatchify(Tensor& latent, const Tensor& tokens) {
               x[((ci * f + fi) * hh + a * 2 + q) * ww + b * 2 + r] = row[(q * 2 + r) * c + ci];
       }
 }
+
+void set_cpu_threads(int threads) { omp_set_num_threads(threads < 1 ? 1 : threads); }
+int cpu_threads() { return omp_get_max_threads(); }
 
 std::unique_ptr<Backend> make_cpu_backend() { return std::make_unique<CpuBackend>(); }
 

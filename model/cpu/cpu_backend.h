@@ -34,6 +34,10 @@ class CpuBackend final : public Backend {
   void unpatchify(Tensor& latent, const Tensor& tokens) override;
 };
 
+// Threads of the CPU ops (OpenMP). Ranks sharing a host should split its cores, not oversubscribe them.
+void set_cpu_threads(int threads);
+int cpu_threads();
+
 // fp32 GEMM used by the CPU backend: out[M,N] = x[M,K]·w[N,K]ᵀ (+ bias), row-major.
 void cpu_gemm_xwt(float* out, const float* x, const float* w, const float* bias, int64_t m, int64_t n, int64_t k);
 

@@ -26,6 +26,7 @@ class CudaBackend final : public Backend {
   DType compute_dtype() const override { return DType::bf16; }
   // All of this backend's work is ordered on this stream (communication streams synchronise with it).
   cudaStream_t stream() const { return stream_; }
+  void* stream_handle() const override { return stream_; }
   int device_index() const { return device_; }
 
   Tensor allocate(const Shape& shape, DType dtype) override;
