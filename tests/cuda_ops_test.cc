@@ -137,7 +137,8 @@ struct GemmSize {
 };
 const GemmSize kSmallGemms[] = {{1, 1, 1}, {37, 53, 71}, {300, 130, 257}};
 const int64_t kRows[] = {1, 7, 129};
-const int64_t kWidths[] = {37, 48, 130, 1536};
+// 2053 (scalar loads) and 8200 (16-byte loads of f32) are past what the norm kernel holds in registers.
+const int64_t kWidths[] = {37, 48, 130, 1536, 2053, 8200};
 
 // ------------------------------------------------------------------------------------------------ memory
 

@@ -31,6 +31,8 @@ float gelu_tanh(float z) {
 }
 
 constexpr size_t kCpuArenaChunk = size_t{64} << 20;
+// Element-wise loops smaller than this run on one thread: a parallel region costs more than it saves.
+constexpr int64_t kParallelElements = int64_t{1} << 16;
 
 }  // namespace
 
@@ -92,7 +94,7 @@ void CpuBackend::linear(Tensor& out, const Tensor& x, const Tensor& w, const Ten
   cpu_gemm_xwt(out.ptr<float>(), x.ptr<float>(), w.ptr<float>(), bias ? bias->ptr<float>() : nullptr, m, n, k);
   if (epilogue == Epilogue::gelu_tanh) {
     float* o = out.ptr<float>();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (m * n > kParallelElements)
     for (int64_t i = 0; i < m * n; ++i) o[i] = gelu_tanh(o[i]);
   }
 }
@@ -106,7 +108,7 @@ void CpuBackend::layer_norm(Tensor& out, const Tensor& x, const Tensor* weight, 
   float* o = out.ptr<float>();
   const float* g = weight ? weight->ptr<float>() : nullptr;
   const float* b = bias ? bias->ptr<float>() : nullptr;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * d > kParallelElements)
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = xs + r * d;
     double mean = 0, var = 0;
@@ -130,7 +132,7 @@ void CpuBackend::layer_norm_modulate(Tensor& out, const Tensor& x, const Tensor&
   float* o = out.ptr<float>();
   const float* sh = shift.ptr<float>();
   const float* sc = scale.ptr<float>();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * d > kParallelElements)
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t i = 0; i < d; ++i) o[r * d + i] = o[r * d + i] * (1.f + sc[i]) + sh[i];
 }
@@ -142,7 +144,7 @@ void CpuBackend::rms_norm(Tensor& out, const Tensor& x, const Tensor& weight, fl
   const float* xs = x.ptr<float>();
   const float* g = weight.ptr<float>();
   float* o = out.ptr<float>();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * d > kParallelElements)
   for (int64_t r = 0; r < rows; ++r) {
     double ss = 0;
     for (int64_t i = 0; i < d; ++i) ss += static_cast<double>(xs[r * d + i]) * xs[r * d + i];
@@ -158,7 +160,7 @@ void CpuBackend::rope(Tensor& x, const Tensor& cos, const Tensor& sin) {
   float* xs = x.ptr<float>();
   const float* c = cos.ptr<float>();
   const float* s = sin.ptr<float>();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * h * d > kParallelElements)
   for (int64_t t = 0; t < rows; ++t)
     for (int64_t hh = 0; hh < h; ++hh) {
       float* v = xs + (t * h + hh) * d;
@@ -179,7 +181,7 @@ void CpuBackend::add_gated(Tensor& x, const Tensor& y, const Tensor& gate) {
   float* xs = x.ptr<float>();
   const float* ys = y.ptr<float>();
   const float* g = gate.ptr<float>();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * d > kParallelElements)
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t i = 0; i < d; ++i) xs[r * d + i] += ys[r * d + i] * g[i];
 }
@@ -211,7 +213,7 @@ void CpuBackend::lincomb(Tensor& out, std::span<const float> coeffs, std::span<c
   }
   float* o = out.ptr<float>();
   const int64_t n = out.numel();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n > kParallelElements)
   for (int64_t i = 0; i < n; ++i) {
     float s = 0;
     for (size_t j = 0; j < inputs.size(); ++j) s += coeffs[j] * inputs[j]->ptr<float>()[i];
@@ -235,7 +237,7 @@ void CpuBackend::attention(Tensor& out, Tensor* lse, const Tensor& q, const Tens
   const float* vs = v.ptr<float>();
   float* o = out.ptr<float>();
   float* l = lse ? lse->ptr<float>() : nullptr;
-#pragma omp parallel
+#pragma omp parallel if (lq * keys * h * d > kParallelElements * 16)
   {
     std::vector<float> p(static_cast<size_t>(keys));
     std::vector<double> acc(static_cast<size_t>(d));

@@ -11,6 +11,8 @@ namespace {
 
 constexpr int kTile = 4;
 constexpr int kLanes = 8;
+// Below this many multiply-adds a parallel region costs more than it saves.
+constexpr int64_t kParallelWork = int64_t{1} << 24;
 
 // Dot products of rows x[0..rm) with rows w[0..rn), each of length k.
 inline void tile_dots(float out[kTile][kTile], const float* const* xr, const float* const* wr, int rm, int rn,
@@ -35,7 +37,7 @@ inline void tile_dots(float out[kTile][kTile], const float* const* xr, const flo
 void cpu_gemm_xwt(float* out, const float* x, const float* w, const float* bias, int64_t m, int64_t n, int64_t k) {
   const int64_t tiles_m = (m + kTile - 1) / kTile;
   const int64_t tiles_n = (n + kTile - 1) / kTile;
-#pragma omp parallel for schedule(static) collapse(2)
+#pragma omp parallel for schedule(static) collapse(2) if (m * n * k > kParallelWork)
   for (int64_t tm = 0; tm < tiles_m; ++tm)
     for (int64_t tn = 0; tn < tiles_n; ++tn) {
       const int64_t i0 = tm * kTile, j0 = tn * kTile;

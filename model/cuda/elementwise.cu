@@ -100,26 +100,49 @@ struct NormArgs {
   float eps;
 };
 
-// One block per row, three passes over the row (sum, centred squares, write): the row is re-read from L1/L2
-// rather than held in registers, so any length works. Each thread writes only the packs it reads, after every
-// read of the row is done (block_sum barriers), which makes out == x (in-place) safe.
-template <Norm kNorm, typename Tin, typename Tout, int N>
+// Calls f(it, i) for the packs i of this thread: it counts them, so a thread can keep pack `it` in a register
+// array when the row fits (kCache > 0, fully unrolled), or just index the row again (kCache == 0).
+template <int kCache, typename F>
+__device__ __forceinline__ void for_my_packs(int64_t packs, F&& f) {
+  if constexpr (kCache > 0) {
+#pragma unroll
+    for (int it = 0; it < kCache; ++it) {
+      const int64_t i = threadIdx.x + static_cast<int64_t>(it) * blockDim.x;
+      if (i < packs) f(it, i);
+    }
+  } else {
+    for (int64_t i = threadIdx.x; i < packs; i += blockDim.x) f(0, i);
+  }
+}
+
+// One block per row, three passes (sum, centred squares, write). Rows of up to kCache packs per thread are read
+// once and held in registers; longer rows are re-read from L1/L2, so any length works. Each thread writes only
+// the packs it read, after every read of the row (block_sum barriers): out == x (in place) is safe.
+template <Norm kNorm, typename Tin, typename Tout, int N, int kCache>
 __global__ void norm_kernel(NormArgs a) {
   const int64_t row = blockIdx.x;
   const auto* x = reinterpret_cast<const Pack<Tin, N>*>(static_cast<const Tin*>(a.x) + row * a.d);
   auto* out = reinterpret_cast<Pack<Tout, N>*>(static_cast<Tout*>(a.out) + row * a.d);
   const int64_t packs = a.d / N;
   const float d = static_cast<float>(a.d);
+  Pack<Tin, N> cache[kCache > 0 ? kCache : 1] = {};
+  auto pack = [&](int it, int64_t i) {
+    if constexpr (kCache > 0)
+      return cache[it];
+    else
+      return x[i];
+  };
 
   float s = 0.f;
-  for (int64_t i = threadIdx.x; i < packs; i += blockDim.x) {
+  for_my_packs<kCache>(packs, [&](int it, int64_t i) {
     const Pack<Tin, N> p = x[i];
+    if constexpr (kCache > 0) cache[it] = p;
 #pragma unroll
     for (int j = 0; j < N; ++j) {
       const float v = to_float(p.v[j]);
       s += kNorm == Norm::layer ? v : v * v;
     }
-  }
+  });
   s = block_sum(s);
 
   float mean = 0.f, inv;
@@ -127,22 +150,22 @@ __global__ void norm_kernel(NormArgs a) {
     // Two-pass variance, as the reference: E[x²] − E[x]² cancels badly for rows with a large mean.
     mean = s / d;
     float q = 0.f;
-    for (int64_t i = threadIdx.x; i < packs; i += blockDim.x) {
-      const Pack<Tin, N> p = x[i];
+    for_my_packs<kCache>(packs, [&](int it, int64_t i) {
+      const Pack<Tin, N> p = pack(it, i);
 #pragma unroll
       for (int j = 0; j < N; ++j) {
         const float c = to_float(p.v[j]) - mean;
         q += c * c;
       }
-    }
+    });
     q = block_sum(q);
     inv = 1.f / sqrtf(q / d + a.eps);
   } else {
     inv = 1.f / sqrtf(s / d + a.eps);
   }
 
-  for (int64_t i = threadIdx.x; i < packs; i += blockDim.x) {
-    const Pack<Tin, N> p = x[i];
+  for_my_packs<kCache>(packs, [&](int it, int64_t i) {
+    const Pack<Tin, N> p = pack(it, i);
     Pack<Tout, N> o;
 #pragma unroll
     for (int j = 0; j < N; ++j) {
@@ -159,8 +182,12 @@ __global__ void norm_kernel(NormArgs a) {
       o.v[j] = from_float<Tout>(y);
     }
     out[i] = o;
-  }
+  });
 }
+
+// Packs per thread held in registers by the cached norm kernel (rows up to 512·4 packs: D ≤ 8192 f32).
+constexpr int kNormCache = 4;
+constexpr int kNormMaxThreads = 512;
 
 template <Norm kNorm>
 void launch_norm(const NormArgs& a, DType out_dtype, DType x_dtype, int64_t rows, cudaStream_t stream,
@@ -175,11 +202,17 @@ void launch_norm(const NormArgs& a, DType out_dtype, DType x_dtype, int64_t rows
       constexpr int kVec = 16 / sizeof(Tin);
       const bool vec = a.d % kVec == 0 && aligned(a.x, 16) && aligned(a.out, alignof(Pack<Tout, kVec>));
       const int64_t packs = vec ? a.d / kVec : a.d;
-      const int threads = static_cast<int>(std::clamp<int64_t>((packs + 31) / 32 * 32, 32, 512));
-      if (vec)
-        norm_kernel<kNorm, Tin, Tout, kVec><<<static_cast<unsigned>(rows), threads, 0, stream>>>(a);
+      const int threads = static_cast<int>(std::clamp<int64_t>((packs + 31) / 32 * 32, 32, kNormMaxThreads));
+      const bool cached = packs <= static_cast<int64_t>(threads) * kNormCache;
+      const auto grid = static_cast<unsigned>(rows);
+      if (vec && cached)
+        norm_kernel<kNorm, Tin, Tout, kVec, kNormCache><<<grid, threads, 0, stream>>>(a);
+      else if (vec)
+        norm_kernel<kNorm, Tin, Tout, kVec, 0><<<grid, threads, 0, stream>>>(a);
+      else if (cached)
+        norm_kernel<kNorm, Tin, Tout, 1, kNormCache><<<grid, threads, 0, stream>>>(a);
       else
-        norm_kernel<kNorm, Tin, Tout, 1><<<static_cast<unsigned>(rows), threads, 0, stream>>>(a);
+        norm_kernel<kNorm, Tin, Tout, 1, 0><<<grid, threads, 0, stream>>>(a);
     });
   });
   check_launch();
@@ -205,10 +238,19 @@ __global__ void rope_kernel(T* x, const float* cos, const float* sin, int64_t he
   }
 }
 
-// Memory-bound; coalesced 4-byte accesses already run near bandwidth, so no packing here.
-template <typename T>
-__global__ void add_gated_kernel(float* x, const T* y, const float* gate, int64_t d, int64_t n) {
-  DITRUN_GRID_STRIDE(i, n) x[i] += to_float(y[i]) * (gate ? gate[i % d] : 1.f);
+// N consecutive elements per access when d allows (N divides d, so a pack never straddles two rows).
+template <typename T, int N>
+__global__ void add_gated_kernel(float* x, const T* y, const float* gate, int64_t d, int64_t packs) {
+  auto* xp = reinterpret_cast<Pack<float, N>*>(x);
+  const auto* yp = reinterpret_cast<const Pack<T, N>*>(y);
+  DITRUN_GRID_STRIDE(i, packs) {
+    Pack<float, N> a = xp[i];
+    const Pack<T, N> b = yp[i];
+    const int64_t c = (i * N) % d;
+#pragma unroll
+    for (int j = 0; j < N; ++j) a.v[j] += to_float(b.v[j]) * (gate ? gate[c + j] : 1.f);
+    xp[i] = a;
+  }
 }
 
 template <typename Tout, typename Tin>
@@ -312,7 +354,12 @@ void add_gated(float* x, const void* y, DType y_dtype, const float* gate, int64_
   if (n == 0) return;
   with_type(y_dtype, "add", [&](auto v) {
     using T = decltype(v);
-    add_gated_kernel<<<blocks_for(n), kThreads, 0, stream>>>(x, static_cast<const T*>(y), gate, d, n);
+    constexpr int kVec = 4;
+    if (d % kVec == 0 && aligned(x, 16) && aligned(y, alignof(Pack<T, kVec>)))
+      add_gated_kernel<T, kVec><<<blocks_for(n / kVec), kThreads, 0, stream>>>(x, static_cast<const T*>(y), gate, d,
+                                                                               n / kVec);
+    else
+      add_gated_kernel<T, 1><<<blocks_for(n), kThreads, 0, stream>>>(x, static_cast<const T*>(y), gate, d, n);
   });
   check_launch();
 }

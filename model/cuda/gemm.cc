@@ -74,7 +74,7 @@ Gemm::~Gemm() {
 // transposed, B = x stored K×M (ld K) as is, D stored N×M (ld N). The bias then runs along D's rows (length N),
 // which is what CUBLASLT_EPILOGUE_BIAS broadcasts.
 const Gemm::Plan* Gemm::plan(const Key& key) {
-  if (auto it = plans_.find(key); it != plans_.end()) return it->second.supported ? &it->second : nullptr;
+  if (auto it = plans_.find(key); it != plans_.end()) return &it->second;
   Plan p;
   try {
     // fp32 accumulation and scale for both input types; with f32 inputs CUBLAS_COMPUTE_32F is plain fp32 (TF32
@@ -112,15 +112,15 @@ const Gemm::Plan* Gemm::plan(const Key& key) {
       set_pref(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, key.align_x);
       set_pref(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, key.align_out);
       set_pref(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, key.align_out);
-      // NOT_SUPPORTED (or no result) is an answer, not an error: the caller may retry with a staged bias.
+      // A refusal (NOT_SUPPORTED, INVALID_VALUE, no result) is kept in the plan and reported by the caller.
       status = cublasLtMatmulAlgoGetHeuristic(handle_, p.desc, p.w, p.x, p.out, p.out, pref, 1, &result, &found);
     } catch (...) {
       cublasLtMatmulPreferenceDestroy(pref);
       throw;
     }
     cublasLtMatmulPreferenceDestroy(pref);
-    if (status != CUBLAS_STATUS_SUCCESS && status != CUBLAS_STATUS_NOT_SUPPORTED) DITRUN_CUBLAS_CHECK(status);
-    p.supported = status == CUBLAS_STATUS_SUCCESS && found > 0 && result.state == CUBLAS_STATUS_SUCCESS;
+    p.status = status != CUBLAS_STATUS_SUCCESS ? status : found > 0 ? result.state : CUBLAS_STATUS_NOT_SUPPORTED;
+    p.supported = p.status == CUBLAS_STATUS_SUCCESS;
     if (p.supported)
       p.algo = result.algo;
     else
@@ -129,8 +129,7 @@ const Gemm::Plan* Gemm::plan(const Key& key) {
     destroy(p.desc, p.w, p.x, p.out);
     throw;
   }
-  const Plan& stored = plans_.emplace(key, p).first->second;
-  return stored.supported ? &stored : nullptr;
+  return &plans_.emplace(key, p).first->second;
 }
 
 const void* Gemm::staged_bias(const Tensor& bias, DType to) {
@@ -173,15 +172,18 @@ void Gemm::linear(Tensor& out, const Tensor& x, const Tensor& w, const Tensor* b
           alignment_of(x.data()),
           alignment_of(out.data())};
   const void* bias_ptr = bias ? bias->data() : nullptr;
-  // The epilogue reads the bias with vector loads (no preference attribute covers its alignment).
-  const Plan* p = (!bias || alignment_of(bias_ptr) >= 16) ? plan(key) : nullptr;
-  if (!p && bias) {
-    // A bias type or alignment cuBLASLt does not take: the bias in out's dtype is always supported.
+  // cuBLASLt takes a bias of D's type only (bf16 A/B: bf16 bias for bf16 D, f32 for f32 D; it answers
+  // INVALID_VALUE otherwise), and its epilogue reads it with vector loads that no preference covers: any other
+  // bias goes through a converted, aligned copy. The model's biases match their outputs, so this stays off the
+  // hot path.
+  if (bias && (bias->dtype() != out.dtype() || alignment_of(bias_ptr) < 16)) {
     bias_ptr = staged_bias(*bias, out.dtype());
     key.bias = static_cast<int>(out.dtype());
-    p = plan(key);
   }
-  if (!p) throw std::runtime_error("cuda linear: cuBLASLt has no algorithm for " + describe(out, x, w));
+  const Plan* p = plan(key);
+  if (!p->supported)
+    throw std::runtime_error("cuda linear: cuBLASLt has no algorithm for " + describe(out, x, w) + ": " +
+                             cublasLtGetStatusString(p->status));
   if (bias) set_desc(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, bias_ptr);
 
   const float alpha = 1.f, beta = 0.f;

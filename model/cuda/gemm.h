@@ -22,7 +22,7 @@ class Gemm {
   Gemm& operator=(const Gemm&) = delete;
 
   // The Backend::linear contract. x,w bf16 -> out bf16 or f32; x,w f32 -> out f32 (fp32 math, no TF32).
-  // bias (optional) f32 or bf16 [N].
+  // bias (optional) f32 or bf16 [N]; one of another dtype than out is converted first (cuBLASLt's rule).
   void linear(Tensor& out, const Tensor& x, const Tensor& w, const Tensor* bias, Epilogue epilogue);
 
  private:
@@ -38,12 +38,13 @@ class Gemm {
   };
   struct Plan {
     bool supported = false;
+    cublasStatus_t status = CUBLAS_STATUS_NOT_SUPPORTED;  // the heuristic's answer when not supported
     cublasLtMatmulDesc_t desc = nullptr;
     cublasLtMatrixLayout_t w = nullptr, x = nullptr, out = nullptr;
     cublasLtMatmulAlgo_t algo{};
   };
 
-  // The cached plan for key, built on first use; null when cuBLASLt has no algorithm for it.
+  // The cached plan for key, built on first use (also when cuBLASLt has no algorithm: supported is false).
   const Plan* plan(const Key& key);
   // A 256-byte-aligned copy of bias in dtype `to`, for when cuBLASLt does not take the bias as given.
   const void* staged_bias(const Tensor& bias, DType to);

@@ -63,6 +63,34 @@ ContextCache DiT::encode_context(const std::vector<float>& context, int64_t rows
   return cache;
 }
 
+TimeEmbedding DiT::time_embedding(double timestep) {
+  const auto& c = config_;
+  Backend& be = backend_;
+  const int64_t d = c.dim;
+  // e = time_embedding(sinusoid(t)), e0 = time_projection(SiLU(e)), all fp32 (spec §1.3).
+  const std::vector<float> sinusoid = timestep_sinusoid(timestep, c.freq_dim);
+  Tensor s = be.scratch({1, c.freq_dim}, DType::f32);
+  be.upload(s, sinusoid.data());
+  Tensor hidden = be.scratch({1, d}, DType::f32);
+  be.linear(hidden, s, w_.time1.w, &w_.time1.b, Epilogue::none);
+  be.silu(hidden, hidden);
+  TimeEmbedding time{be.scratch({1, d}, DType::f32), be.scratch({6, d}, DType::f32)};
+  be.linear(time.e, hidden, w_.time2.w, &w_.time2.b, Epilogue::none);
+  Tensor e_silu = be.scratch({1, d}, DType::f32);
+  be.silu(e_silu, time.e);
+  Tensor e0_row = time.e0.view({1, 6 * d});
+  be.linear(e0_row, e_silu, w_.time_proj.w, &w_.time_proj.b, Epilogue::none);
+  return time;
+}
+
+Tensor DiT::block_modulation(int index, const TimeEmbedding& time) {
+  Tensor m = backend_.scratch({6, config_.dim}, DType::f32);
+  const float ones[2] = {1.f, 1.f};
+  const Tensor* in[2] = {&w_.blocks[index].modulation, &time.e0};
+  backend_.lincomb(m, ones, in);
+  return m;
+}
+
 void DiT::forward(Tensor& v, const Tensor& x, double timestep, const ContextCache& context) {
   const auto& c = config_;
   Backend& be = backend_;
@@ -82,94 +110,102 @@ void DiT::forward(Tensor& v, const Tensor& x, double timestep, const ContextCach
   Tensor h = be.scratch({tokens, d}, DType::f32);
   be.copy(h, embedded);
 
-  // Time: e = time_embedding(sinusoid(t)), e0 = time_projection(e), all fp32 (spec §1.3).
-  const std::vector<float> sinusoid = timestep_sinusoid(timestep, c.freq_dim);
-  Tensor s = be.scratch({1, c.freq_dim}, DType::f32);
-  be.upload(s, sinusoid.data());
-  Tensor e_hidden = be.scratch({1, d}, DType::f32);
-  be.linear(e_hidden, s, w_.time1.w, &w_.time1.b, Epilogue::none);
-  be.silu(e_hidden, e_hidden);
-  Tensor e = be.scratch({1, d}, DType::f32);
-  be.linear(e, e_hidden, w_.time2.w, &w_.time2.b, Epilogue::none);
-  Tensor e_silu = be.scratch({1, d}, DType::f32);
-  be.silu(e_silu, e);
-  Tensor e0 = be.scratch({6, d}, DType::f32);
-  Tensor e0_row = e0.view({1, 6 * d});
-  be.linear(e0_row, e_silu, w_.time_proj.w, &w_.time_proj.b, Epilogue::none);
-
+  const TimeEmbedding time = time_embedding(timestep);
   const RopeTable table = rope_table(c.head_dim(), gf, gh, gw, 0, tokens);
   Tensor rope_cos = be.scratch({tokens, c.head_dim() / 2}, DType::f32);
   Tensor rope_sin = be.scratch({tokens, c.head_dim() / 2}, DType::f32);
   be.upload(rope_cos, table.cos.data());
   be.upload(rope_sin, table.sin.data());
 
-  for (int i = 0; i < c.layers; ++i) block(i, h, e0, rope_cos, rope_sin, context);
-
-  // Head: LN(x)·(1 + scale) + shift with (shift, scale) = head modulation + e (not e0), then an fp32 linear.
-  Tensor shift_scale = be.scratch({2, d}, DType::f32);
-  const float ones[2] = {1.f, 1.f};
-  for (int r = 0; r < 2; ++r) {
-    Tensor out_row = row(shift_scale, r), mod_row = row(w_.head_modulation, r), e_row = e.view({d});
-    const Tensor* in[2] = {&mod_row, &e_row};
-    be.lincomb(out_row, ones, in);
+  for (int i = 0; i < c.layers; ++i) {
+    if (observer_) observer_(i, h);
+    ScratchScope block_scope(be.arena());
+    const Tensor m = block_modulation(i, time);
+    const AttentionInputs in = attention_inputs(i, h, m, rope_cos, rope_sin);
+    finish_block(i, h, m, in, in.k, in.v, tokens, context);
   }
-  Tensor normed = be.scratch({tokens, d}, DType::f32);
-  be.layer_norm_modulate(normed, h, row(shift_scale, 0), row(shift_scale, 1), static_cast<float>(c.eps));
+  if (observer_) observer_(c.layers, h);
+
   Tensor out = be.scratch({tokens, c.out_features()}, DType::f32);
-  be.linear(out, normed, w_.head.w, &w_.head.b, Epilogue::none);
+  head(out, h, time);
   be.unpatchify(v, out);
 }
 
-void DiT::block(int index, Tensor& h, const Tensor& e0, const Tensor& rope_cos, const Tensor& rope_sin,
-                const ContextCache& context) {
+void DiT::head(Tensor& tokens, const Tensor& h, const TimeEmbedding& time) {
+  Backend& be = backend_;
+  ScratchScope scope(be.arena());
+  const int64_t d = config_.dim;
+  // LN(x)·(1 + scale) + shift with (shift, scale) = head modulation + e (not e0), then an fp32 linear.
+  Tensor shift_scale = be.scratch({2, d}, DType::f32);
+  const float ones[2] = {1.f, 1.f};
+  for (int r = 0; r < 2; ++r) {
+    Tensor out_row = row(shift_scale, r), mod_row = row(w_.head_modulation, r), e_row = time.e.view({d});
+    const Tensor* in[2] = {&mod_row, &e_row};
+    be.lincomb(out_row, ones, in);
+  }
+  Tensor normed = be.scratch({h.dim(0), d}, DType::f32);
+  be.layer_norm_modulate(normed, h, row(shift_scale, 0), row(shift_scale, 1), static_cast<float>(config_.eps));
+  be.linear(tokens, normed, w_.head.w, &w_.head.b, Epilogue::none);
+}
+
+AttentionInputs DiT::attention_inputs(int index, const Tensor& h, const Tensor& m, const Tensor& rope_cos,
+                                      const Tensor& rope_sin) {
   const auto& c = config_;
   Backend& be = backend_;
   const auto& b = w_.blocks[index];
-  ScratchScope scope(be.arena());
   const DType cd = be.compute_dtype();
-  const int64_t tokens = h.dim(0), d = c.dim, heads = c.heads, hd = c.head_dim();
+  const int64_t rows = h.dim(0), d = c.dim;
   const float eps = static_cast<float>(c.eps);
-  const float attn_scale = 1.f / std::sqrt(static_cast<float>(hd));
-
-  // m = modulation + e0 (fp32), rows: shift_sa, scale_sa, gate_sa, shift_ffn, scale_ffn, gate_ffn (spec §1.4).
-  Tensor m = be.scratch({6, d}, DType::f32);
-  {
-    const float ones[2] = {1.f, 1.f};
-    const Tensor* in[2] = {&b.modulation, &e0};
-    be.lincomb(m, ones, in);
-  }
-
-  // 1-2. Self-attention on the modulated norm, gated residual.
-  Tensor a = be.scratch({tokens, d}, cd);
+  AttentionInputs in;
+  Tensor a = be.scratch({rows, d}, cd);
   be.layer_norm_modulate(a, h, row(m, 0), row(m, 1), eps);
-  Tensor q = be.scratch({tokens, heads, hd}, cd), k = be.scratch({tokens, heads, hd}, cd);
-  Tensor v = be.scratch({tokens, heads, hd}, cd);
-  Tensor q2 = q.view({tokens, d}), k2 = k.view({tokens, d}), v2 = v.view({tokens, d});
+  in.q = be.scratch({rows, c.heads, c.head_dim()}, cd);
+  in.k = be.scratch({rows, c.heads, c.head_dim()}, cd);
+  in.v = be.scratch({rows, c.heads, c.head_dim()}, cd);
+  Tensor q2 = in.q.view({rows, d}), k2 = in.k.view({rows, d}), v2 = in.v.view({rows, d});
   be.linear(q2, a, b.q.w, &b.q.b, Epilogue::none);
   be.rms_norm(q2, q2, b.norm_q, eps);
   be.linear(k2, a, b.k.w, &b.k.b, Epilogue::none);
   be.rms_norm(k2, k2, b.norm_k, eps);
   be.linear(v2, a, b.v.w, &b.v.b, Epilogue::none);
-  be.rope(q, rope_cos, rope_sin);
-  be.rope(k, rope_cos, rope_sin);
-  Tensor attn = be.scratch({tokens, heads, hd}, cd);
-  be.attention(attn, nullptr, q, k, v, tokens, attn_scale);
-  Tensor y = be.scratch({tokens, d}, cd);
-  be.linear(y, attn.view({tokens, d}), b.o.w, &b.o.b, Epilogue::none);
+  be.rope(in.q, rope_cos, rope_sin);
+  be.rope(in.k, rope_cos, rope_sin);
+  return in;
+}
+
+void DiT::finish_block(int index, Tensor& h, const Tensor& m, const AttentionInputs& mine, const Tensor& k_all,
+                       const Tensor& v_all, int64_t kv_valid, const ContextCache& context) {
+  const auto& c = config_;
+  Backend& be = backend_;
+  const auto& b = w_.blocks[index];
+  ScratchScope scope(be.arena());
+  const DType cd = be.compute_dtype();
+  const int64_t rows = h.dim(0), d = c.dim, heads = c.heads, hd = c.head_dim();
+  const float eps = static_cast<float>(c.eps);
+  const float attn_scale = 1.f / std::sqrt(static_cast<float>(hd));
+
+  // Self-attention output, gated residual (spec §1.4 step 2).
+  Tensor attn = be.scratch({rows, heads, hd}, cd);
+  be.attention(attn, nullptr, mine.q, k_all, v_all, kv_valid, attn_scale);
+  Tensor y = be.scratch({rows, d}, cd);
+  be.linear(y, attn.view({rows, d}), b.o.w, &b.o.b, Epilogue::none);
   be.add_gated(h, y, row(m, 2));
 
   // 3. Cross-attention on the affine LayerNorm, no gate; K/V come from the context cache.
-  Tensor cn = be.scratch({tokens, d}, cd);
+  Tensor cn = be.scratch({rows, d}, cd);
   be.layer_norm(cn, h, &b.cross_norm_w, &b.cross_norm_b, eps);
+  Tensor q = be.scratch({rows, heads, hd}, cd);
+  Tensor q2 = q.view({rows, d});
   be.linear(q2, cn, b.cross_q.w, &b.cross_q.b, Epilogue::none);
   be.rms_norm(q2, q2, b.cross_norm_q, eps);
   be.attention(attn, nullptr, q, context.k[index], context.v[index], c.text_len, attn_scale);
-  be.linear(y, attn.view({tokens, d}), b.cross_o.w, &b.cross_o.b, Epilogue::none);
+  be.linear(y, attn.view({rows, d}), b.cross_o.w, &b.cross_o.b, Epilogue::none);
   be.add(h, y);
 
   // 4. FFN on the modulated norm: GELU-tanh in the first GEMM's epilogue, gated residual.
+  Tensor a = be.scratch({rows, d}, cd);
   be.layer_norm_modulate(a, h, row(m, 3), row(m, 4), eps);
-  Tensor z = be.scratch({tokens, c.ffn_dim}, cd);
+  Tensor z = be.scratch({rows, c.ffn_dim}, cd);
   be.linear(z, a, b.ffn_in.w, &b.ffn_in.b, Epilogue::gelu_tanh);
   be.linear(y, z, b.ffn_out.w, &b.ffn_out.b, Epilogue::none);
   be.add_gated(h, y, row(m, 5));

@@ -1,6 +1,7 @@
 // The Wan2.1 DiT forward (spec §1.2-1.8), written once against the op interface: CPU fp32 reference and CUDA
 // bf16 with fp32 residual stream, modulation, norms and head.
 #pragma once
+#include <functional>
 #include <vector>
 
 #include "model/core/backend.h"
@@ -14,6 +15,17 @@ namespace ditrun::wan {
 struct ContextCache {
   Tensor embedded;            // [text_len, D]
   std::vector<Tensor> k, v;   // per block [text_len, heads, head_dim]
+};
+
+// The timestep conditioning of one step: e (for the head) and e0 (the six modulation rows of every block).
+struct TimeEmbedding {
+  Tensor e;   // [1, D] f32
+  Tensor e0;  // [6, D] f32
+};
+
+// The self-attention operands of a block for some tokens: normed, rotated q and k, and v.
+struct AttentionInputs {
+  Tensor q, k, v;  // [rows, heads, head_dim]
 };
 
 class DiT {
@@ -30,13 +42,30 @@ class DiT {
   // v = DiT(x, t, context): x and v [C, F, H, W] f32 tensors on the backend.
   void forward(Tensor& v, const Tensor& x, double timestep, const ContextCache& context);
 
+  // The pieces of a forward, for callers that split the tokens (sequence parallel) or check a slice. Tensors
+  // come from the scratch arena: valid until the caller's arena mark is rewound.
+  TimeEmbedding time_embedding(double timestep);
+  // modulation + e0: the block's six [D] rows (shift, scale, gate for attention; shift, scale, gate for the FFN).
+  Tensor block_modulation(int index, const TimeEmbedding& time);
+  // q, k, v of `h` rows (residual stream, f32) whose RoPE angles are rope_cos/rope_sin [rows, head_dim/2].
+  AttentionInputs attention_inputs(int index, const Tensor& h, const Tensor& m, const Tensor& rope_cos,
+                                   const Tensor& rope_sin);
+  // The rest of block `index` for the rows of h, whose self-attention sees keys k_all and values v_all.
+  void finish_block(int index, Tensor& h, const Tensor& m, const AttentionInputs& mine, const Tensor& k_all,
+                    const Tensor& v_all, int64_t kv_valid, const ContextCache& context);
+  // Head: tokens [rows, C·4] f32 of the residual rows h.
+  void head(Tensor& tokens, const Tensor& h, const TimeEmbedding& time);
+
+  // Called with the residual stream before each block (index 0..layers-1) and after the last (index = layers).
+  using BlockObserver = std::function<void(int index, const Tensor& h)>;
+  void set_block_observer(BlockObserver observer) { observer_ = std::move(observer); }
+
  private:
-  void block(int index, Tensor& x, const Tensor& e0, const Tensor& rope_cos, const Tensor& rope_sin,
-             const ContextCache& context);
 
   Backend& backend_;
   DitConfig config_;
   DitWeights w_;
+  BlockObserver observer_;
 };
 
 }  // namespace ditrun::wan

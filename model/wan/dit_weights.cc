@@ -173,6 +173,7 @@ DitWeights random_dit_weights(Backend& backend, const DitConfig& config, uint64_
     const float std_dev = is_table ? 0.1f : is_bias ? 0.02f : is_norm ? 0.1f
                                                      : 1.f / std::sqrt(static_cast<float>(n / s.shape[0]));
     const float mean = (is_norm && !is_bias) ? 1.f : 0.f;
+#pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n; ++i) host[i] = mean + std_dev * philox_normal(seed, stream, static_cast<uint64_t>(i));
     *s.target = backend.allocate(device_shape(s), dtype_for(backend, s));
     backend.upload(*s.target, host.data());

@@ -1,0 +1,120 @@
+// One DiT forward at a real resolution on the GPU: time, achieved TFLOP/s (model FLOPs of spec §2) and device
+// memory, written as JSON. The PyTorch peer runs in the same job (bench/pytorch_wan_forward.py).
+//   dit_forward_bench --config 1.3b --width 832 --height 480 --frames 81 --iters 3 --json out.json
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "model/core/backend.h"
+#include "model/core/philox.h"
+#include "model/wan/dit_source.h"
+
+#ifdef DITRUN_WITH_CUDA
+#include <cuda_runtime.h>
+#endif
+
+using namespace ditrun;
+
+namespace {
+
+// Model FLOPs of one forward (spec §2): every projection incl. cross-attention K/V on the 512 context rows, and
+// QKᵀ + PV of self- and cross-attention; 2 FLOP per multiply-add.
+struct Flops {
+  double linear, attention;
+};
+Flops model_flops(const wan::DitConfig& c, double tokens) {
+  const double d = c.dim, f = c.ffn_dim, text = c.text_len;
+  const double linear = 2.0 * c.layers * (tokens * (6 * d * d + 2 * d * f) + text * 2 * d * d);
+  const double attention = c.layers * (4.0 * tokens * tokens * d + 4.0 * tokens * text * d);
+  return {linear, attention};
+}
+
+double device_memory_used() {
+#ifdef DITRUN_WITH_CUDA
+  size_t free_bytes = 0, total = 0;
+  if (cudaMemGetInfo(&free_bytes, &total) == cudaSuccess) return static_cast<double>(total - free_bytes);
+#endif
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"DiT forward benchmark"};
+  std::string config = "1.3b", backend_name = "cuda", json_path;
+  int width = 832, height = 480, frames = 81, iters = 3, warmup = 1;
+  app.add_option("--config", config, "tiny | 1.3b | 14b")->capture_default_str();
+  app.add_option("--width", width)->capture_default_str();
+  app.add_option("--height", height)->capture_default_str();
+  app.add_option("--frames", frames)->capture_default_str();
+  app.add_option("--iters", iters)->capture_default_str();
+  app.add_option("--warmup", warmup)->capture_default_str();
+  app.add_option("--backend", backend_name)->capture_default_str();
+  app.add_option("--json", json_path, "Write the result here");
+  CLI11_PARSE(app, argc, argv);
+
+  const double base_memory = device_memory_used();
+  auto backend = backend_name == "cuda" ? make_cuda_backend() : make_cpu_backend();
+  const auto source = wan::resolve_dit_source("random:" + config + ":1");
+  const auto load_start = std::chrono::steady_clock::now();
+  wan::DiT dit = wan::make_dit(*backend, source);
+  backend->synchronize();
+  const double load_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
+  const auto& c = source.config;
+  const Shape shape = {16, 1 + (frames - 1) / 4, height / 8, width / 8};
+  const int64_t tokens = shape[1] * (shape[2] / 2) * (shape[3] / 2);
+
+  std::vector<float> host(static_cast<size_t>(shape_numel(shape)));
+  for (size_t i = 0; i < host.size(); ++i) host[i] = philox_normal(7, 0, i);
+  Tensor x = backend->allocate(shape, DType::f32), v = backend->allocate(shape, DType::f32);
+  backend->upload(x, host.data());
+  std::vector<float> context(static_cast<size_t>(c.text_len) * c.text_dim);
+  for (size_t i = 0; i < context.size(); ++i) context[i] = 0.2f * philox_normal(7, 1, i);
+  const auto cache = dit.encode_context(context, c.text_len);
+
+  std::vector<double> times;
+  for (int i = 0; i < warmup + iters; ++i) {
+    backend->synchronize();
+    const auto t0 = std::chrono::steady_clock::now();
+    dit.forward(v, x, 500.0, cache);
+    backend->synchronize();
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    if (i >= warmup) times.push_back(ms);
+    std::printf("forward %d: %.1f ms%s\n", i, ms, i < warmup ? " (warm-up)" : "");
+  }
+  std::vector<float> out(host.size());
+  backend->download(v, out.data());
+  double norm = 0;
+  for (float f : out) norm += static_cast<double>(f) * f;
+  std::sort(times.begin(), times.end());
+  const double median = times[times.size() / 2];
+  const Flops flops = model_flops(c, static_cast<double>(tokens));
+  const double total = flops.linear + flops.attention;
+
+  nlohmann::json result = {
+      {"implementation", "ditrun"},
+      {"backend", backend->name()},
+      {"config", c.name},
+      {"latent", shape},
+      {"tokens", tokens},
+      {"iters", iters},
+      {"ms_median", median},
+      {"ms_all", times},
+      {"model_tflop", total / 1e12},
+      {"linear_tflop", flops.linear / 1e12},
+      {"attention_tflop", flops.attention / 1e12},
+      {"tflops_achieved", total / 1e12 / (median / 1e3)},
+      {"device_memory_gib", (device_memory_used() - base_memory) / (1u << 30)},
+      {"arena_gib", static_cast<double>(backend->arena().capacity()) / (1u << 30)},
+      {"weights_load_seconds", load_seconds},
+      {"output_rms", std::sqrt(norm / out.size())},
+  };
+  std::printf("%s\n", result.dump().c_str());
+  if (!json_path.empty()) std::ofstream(json_path) << result.dump(2) << "\n";
+  return 0;
+}
