@@ -1,12 +1,13 @@
-// One DiT forward at a real resolution on the GPU: time, achieved TFLOP/s (model FLOPs of spec §2) and device
-// memory, written as JSON. The PyTorch peer runs in the same job (bench/pytorch_wan_forward.py).
-//   dit_forward_bench --config 1.3b --width 832 --height 480 --frames 81 --iters 3 --json out.json
+// One DiT forward at real resolutions on the GPU: time, achieved TFLOP/s (model FLOPs of spec §2) and device
+// memory, written as JSON (one entry per size). The PyTorch peer runs in the same job (pytorch_wan_forward.py).
+//   dit_forward_bench --config 14b --sizes 832x480,1280x720 --frames 81 --iters 3 --json out.json
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <sstream>
 #include <nlohmann/json.hpp>
 
 #include "model/core/backend.h"
@@ -45,11 +46,10 @@ double device_memory_used() {
 
 int main(int argc, char** argv) {
   CLI::App app{"DiT forward benchmark"};
-  std::string config = "1.3b", backend_name = "cuda", json_path;
-  int width = 832, height = 480, frames = 81, iters = 3, warmup = 1;
+  std::string config = "1.3b", backend_name = "cuda", json_path, sizes = "832x480";
+  int frames = 81, iters = 3, warmup = 1;
   app.add_option("--config", config, "tiny | 1.3b | 14b")->capture_default_str();
-  app.add_option("--width", width)->capture_default_str();
-  app.add_option("--height", height)->capture_default_str();
+  app.add_option("--sizes", sizes, "WxH[,WxH...] video sizes")->capture_default_str();
   app.add_option("--frames", frames)->capture_default_str();
   app.add_option("--iters", iters)->capture_default_str();
   app.add_option("--warmup", warmup)->capture_default_str();
@@ -66,55 +66,60 @@ int main(int argc, char** argv) {
   const double load_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
   const auto& c = source.config;
-  const Shape shape = {16, 1 + (frames - 1) / 4, height / 8, width / 8};
-  const int64_t tokens = shape[1] * (shape[2] / 2) * (shape[3] / 2);
-
-  std::vector<float> host(static_cast<size_t>(shape_numel(shape)));
-  for (size_t i = 0; i < host.size(); ++i) host[i] = philox_normal(7, 0, i);
-  Tensor x = backend->allocate(shape, DType::f32), v = backend->allocate(shape, DType::f32);
-  backend->upload(x, host.data());
   std::vector<float> context(static_cast<size_t>(c.text_len) * c.text_dim);
   for (size_t i = 0; i < context.size(); ++i) context[i] = 0.2f * philox_normal(7, 1, i);
   const auto cache = dit.encode_context(context, c.text_len);
-
-  std::vector<double> times;
-  for (int i = 0; i < warmup + iters; ++i) {
-    backend->synchronize();
-    const auto t0 = std::chrono::steady_clock::now();
-    dit.forward(v, x, 500.0, cache);
-    backend->synchronize();
-    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-    if (i >= warmup) times.push_back(ms);
-    std::printf("forward %d: %.1f ms%s\n", i, ms, i < warmup ? " (warm-up)" : "");
+  nlohmann::json results = nlohmann::json::array();
+  std::stringstream size_list(sizes);
+  for (std::string size; std::getline(size_list, size, ',');) {
+    const int width = std::stoi(size.substr(0, size.find('x'))), height = std::stoi(size.substr(size.find('x') + 1));
+    const Shape shape = {16, 1 + (frames - 1) / 4, height / 8, width / 8};
+    const int64_t tokens = shape[1] * (shape[2] / 2) * (shape[3] / 2);
+    std::vector<float> host(static_cast<size_t>(shape_numel(shape)));
+    for (size_t i = 0; i < host.size(); ++i) host[i] = philox_normal(7, 0, i);
+    Tensor x = backend->allocate(shape, DType::f32), v = backend->allocate(shape, DType::f32);
+    backend->upload(x, host.data());
+    std::vector<double> times;
+    for (int i = 0; i < warmup + iters; ++i) {
+      backend->synchronize();
+      const auto t0 = std::chrono::steady_clock::now();
+      dit.forward(v, x, 500.0, cache);
+      backend->synchronize();
+      const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      if (i >= warmup) times.push_back(ms);
+      std::printf("%s %s forward %d: %.1f ms%s\n", c.name.c_str(), size.c_str(), i, ms, i < warmup ? " (warm-up)" : "");
+      std::fflush(stdout);
+    }
+    std::vector<float> out(host.size());
+    backend->download(v, out.data());
+    double norm = 0;
+    for (float f : out) norm += static_cast<double>(f) * f;
+    std::sort(times.begin(), times.end());
+    const double median = times[times.size() / 2];
+    const Flops flops = model_flops(c, static_cast<double>(tokens));
+    const double total = flops.linear + flops.attention;
+    nlohmann::json result = {
+        {"implementation", "ditrun"},
+        {"backend", backend->name()},
+        {"config", c.name},
+        {"size", size},
+        {"latent", shape},
+        {"tokens", tokens},
+        {"iters", iters},
+        {"ms_median", median},
+        {"ms_all", times},
+        {"model_tflop", total / 1e12},
+        {"linear_tflop", flops.linear / 1e12},
+        {"attention_tflop", flops.attention / 1e12},
+        {"tflops_achieved", total / 1e12 / (median / 1e3)},
+        {"device_memory_gib", (device_memory_used() - base_memory) / (1u << 30)},
+        {"arena_gib", static_cast<double>(backend->arena().capacity()) / (1u << 30)},
+        {"weights_load_seconds", load_seconds},
+        {"output_rms", std::sqrt(norm / out.size())},
+    };
+    std::printf("%s\n", result.dump().c_str());
+    results.push_back(result);
   }
-  std::vector<float> out(host.size());
-  backend->download(v, out.data());
-  double norm = 0;
-  for (float f : out) norm += static_cast<double>(f) * f;
-  std::sort(times.begin(), times.end());
-  const double median = times[times.size() / 2];
-  const Flops flops = model_flops(c, static_cast<double>(tokens));
-  const double total = flops.linear + flops.attention;
-
-  nlohmann::json result = {
-      {"implementation", "ditrun"},
-      {"backend", backend->name()},
-      {"config", c.name},
-      {"latent", shape},
-      {"tokens", tokens},
-      {"iters", iters},
-      {"ms_median", median},
-      {"ms_all", times},
-      {"model_tflop", total / 1e12},
-      {"linear_tflop", flops.linear / 1e12},
-      {"attention_tflop", flops.attention / 1e12},
-      {"tflops_achieved", total / 1e12 / (median / 1e3)},
-      {"device_memory_gib", (device_memory_used() - base_memory) / (1u << 30)},
-      {"arena_gib", static_cast<double>(backend->arena().capacity()) / (1u << 30)},
-      {"weights_load_seconds", load_seconds},
-      {"output_rms", std::sqrt(norm / out.size())},
-  };
-  std::printf("%s\n", result.dump().c_str());
-  if (!json_path.empty()) std::ofstream(json_path) << result.dump(2) << "\n";
+  if (!json_path.empty()) std::ofstream(json_path) << results.dump(2) << "\n";
   return 0;
 }

@@ -271,7 +271,9 @@ struct LincombArgs {
 __global__ void lincomb_kernel(float* out, LincombArgs a, int64_t n) {
   DITRUN_GRID_STRIDE(i, n) {
     float s = 0.f;
-    for (int j = 0; j < a.count; ++j) s += a.c[j] * a.in[j][i];
+#pragma unroll  // constant indices keep the arguments in parameter space, not a local copy
+    for (int j = 0; j < kMaxLincombInputs; ++j)
+      if (j < a.count) s += a.c[j] * a.in[j][i];
     out[i] = s;
   }
 }
