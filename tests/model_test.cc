@@ -8,6 +8,7 @@
 #include "model/sampling/noise.h"
 #include "model/sampling/schedule.h"
 #include "model/wan/dit_config.h"
+#include "model/wan/dit_source.h"
 #include "model/wan/dit_weights.h"
 #include "model/wan/positional.h"
 
@@ -157,4 +158,24 @@ TEST(CpuBackend, PatchifyIsTheConvolutionLayoutAndUnpatchifyTheHeadLayout) {
   be.unpatchify(back, head);
   // latent[c=5, f=1, h=3 (a=1, q=1), w=4 (b=2, r=0)] = token 11, column (1·2+0)·16+5 = 37.
   EXPECT_EQ(back.ptr<float>()[((5 * f + 1) * hh + 3) * ww + 4], 11000.f + 37.f);
+}
+
+TEST(DiT, TheArenaIsSizedByTheFirstForwardAndThenReused) {
+  CpuBackend be;
+  wan::DiT dit = wan::make_dit(be, wan::resolve_dit_source("tiny"));
+  const Shape shape = {16, 2, 6, 8};
+  Tensor x = be.allocate(shape, DType::f32), v = be.allocate(shape, DType::f32);
+  const auto noise = sampling::latent_noise(5, 0, static_cast<uint64_t>(shape_numel(shape)));
+  be.upload(x, noise.data());
+  std::vector<float> context(7 * 64, 0.25f);
+  const auto cache = dit.encode_context(context, 7);
+  dit.forward(v, x, 900, cache);
+  const size_t growths = be.arena().growth_count(), capacity = be.arena().capacity();
+  std::vector<float> first(noise.size()), second(noise.size());
+  be.download(v, first.data());
+  for (int step = 0; step < 3; ++step) dit.forward(v, x, 900, cache);
+  be.download(v, second.data());
+  EXPECT_EQ(be.arena().growth_count(), growths);
+  EXPECT_EQ(be.arena().capacity(), capacity);
+  EXPECT_EQ(first, second);  // deterministic, and nothing left over from the previous step
 }

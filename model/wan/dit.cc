@@ -111,11 +111,9 @@ void DiT::forward(Tensor& v, const Tensor& x, double timestep, const ContextCach
   be.copy(h, embedded);
 
   const TimeEmbedding time = time_embedding(timestep);
-  const RopeTable table = rope_table(c.head_dim(), gf, gh, gw, 0, tokens);
-  Tensor rope_cos = be.scratch({tokens, c.head_dim() / 2}, DType::f32);
-  Tensor rope_sin = be.scratch({tokens, c.head_dim() / 2}, DType::f32);
-  be.upload(rope_cos, table.cos.data());
-  be.upload(rope_sin, table.sin.data());
+  const RopeAngles& rope = rope_angles(gf, gh, gw);
+  const Tensor& rope_cos = rope.cos;
+  const Tensor& rope_sin = rope.sin;
 
   for (int i = 0; i < c.layers; ++i) {
     if (observer_) observer_(i, h);
@@ -129,6 +127,17 @@ void DiT::forward(Tensor& v, const Tensor& x, double timestep, const ContextCach
   Tensor out = be.scratch({tokens, c.out_features()}, DType::f32);
   head(out, h, time);
   be.unpatchify(v, out);
+}
+
+const DiT::RopeAngles& DiT::rope_angles(int64_t frames, int64_t rows, int64_t cols) {
+  auto it = rope_cache_.find({frames, rows, cols});
+  if (it != rope_cache_.end()) return it->second;
+  const int64_t tokens = frames * rows * cols, pairs = config_.head_dim() / 2;
+  const RopeTable table = rope_table(config_.head_dim(), frames, rows, cols, 0, tokens);
+  RopeAngles angles{backend_.allocate({tokens, pairs}, DType::f32), backend_.allocate({tokens, pairs}, DType::f32)};
+  backend_.upload(angles.cos, table.cos.data());
+  backend_.upload(angles.sin, table.sin.data());
+  return rope_cache_.emplace(std::array<int64_t, 3>{frames, rows, cols}, std::move(angles)).first->second;
 }
 
 void DiT::head(Tensor& tokens, const Tensor& h, const TimeEmbedding& time) {

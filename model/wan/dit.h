@@ -1,7 +1,9 @@
 // The Wan2.1 DiT forward (spec §1.2-1.8), written once against the op interface: CPU fp32 reference and CUDA
 // bf16 with fp32 residual stream, modulation, norms and head.
 #pragma once
+#include <array>
 #include <functional>
+#include <map>
 #include <vector>
 
 #include "model/core/backend.h"
@@ -62,10 +64,17 @@ class DiT {
 
  private:
 
+  // RoPE angles of the whole token grid, per grid size: made once, reused by every step.
+  struct RopeAngles {
+    Tensor cos, sin;
+  };
+  const RopeAngles& rope_angles(int64_t frames, int64_t rows, int64_t cols);
+
   Backend& backend_;
   DitConfig config_;
   DitWeights w_;
   BlockObserver observer_;
+  std::map<std::array<int64_t, 3>, RopeAngles> rope_cache_;
 };
 
 }  // namespace ditrun::wan
