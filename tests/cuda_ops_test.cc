@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <optional>
 #include <string>
@@ -20,7 +21,8 @@ using namespace ditrun;
 
 namespace {
 
-// Bounds on the relative L2 error ‖gpu − cpu‖/‖cpu‖:
+// Bounds on the relative L2 error ‖gpu − cpu‖/‖cpu‖ (measured maxima on an H200 for this file's cases: bf16
+// outputs 1.5e-3 to 3.3e-3, f32 reductions ≤ 3.7e-6, f32 element-wise ≤ 5.1e-8):
 // One rounding of the output to bf16 moves each element by at most 2^-8 ≈ 3.91e-3 of itself, so the ratio stays
 // below that too; the fp32 math underneath differs by ~1e-6. Every op with bf16 output rounds exactly once.
 constexpr double kBf16Out = 4e-3;
@@ -33,9 +35,10 @@ constexpr double kGemmBf16InF32Out = 5e-5;
 // Element-wise f32 math (one or two roundings, FMA contraction on the GPU): ~1e-7.
 constexpr double kF32Elementwise = 1e-6;
 // Attention output: the bf16 output rounding (≤ 3.9e-3, ~1.6e-3 RMS) plus the probabilities rounded to bf16
-// before P·V (relative ~2.3e-3 RMS, not averaged away since the output is itself an average); ~3e-3 expected.
-constexpr double kAttentionOut = 1e-2;
-// log-sum-exp in fp32 from the same bf16 q/k (exp2/log approximations ~1e-7 relative to values of ~6).
+// before P·V (partly averaged out over 500 keys); 1.9e-3 measured on an H200.
+constexpr double kAttentionOut = 5e-3;
+// log-sum-exp in fp32 from the same bf16 q/k (exp2/log approximations ~1e-7 relative to values of ~6;
+// 5e-8 measured).
 constexpr double kAttentionLse = 1e-5;
 
 bool has_cuda_device() {
@@ -193,6 +196,8 @@ TEST_F(CudaOps, LinearBf16ToF32) {
   }
 }
 
+// cuBLASLt takes the bias in the output's type, so this f32 bias is rounded to bf16 first: a second rounding,
+// of a term of |y|'s size at most; still inside kBf16Out on these cases (3.2e-3 measured).
 TEST_F(CudaOps, LinearBf16WithF32Bias) {
   for (const auto& s : kSmallGemms) {
     check_linear(s.m, s.n, s.k, DType::bf16, DType::bf16, DType::f32, Epilogue::none, kBf16Out);

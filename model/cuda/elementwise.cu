@@ -224,21 +224,46 @@ void launch_norm(const NormArgs& a, DType out_dtype, DType x_dtype, int64_t rows
 
 // ---------------------------------------------------------------------------------------------- element-wise
 
-template <typename Tdst, typename Tsrc>
-__global__ void convert_kernel(Tdst* dst, const Tsrc* src, int64_t n) {
-  DITRUN_GRID_STRIDE(i, n) dst[i] = from_float<Tdst>(to_float(src[i]));
+template <typename Tdst, typename Tsrc, int N>
+__global__ void convert_kernel(Tdst* dst, const Tsrc* src, int64_t packs) {
+  DITRUN_GRID_STRIDE(i, packs) {
+    const Pack<Tsrc, N> a = reinterpret_cast<const Pack<Tsrc, N>*>(src)[i];
+    Pack<Tdst, N> b;
+#pragma unroll
+    for (int j = 0; j < N; ++j) b.v[j] = from_float<Tdst>(to_float(a.v[j]));
+    reinterpret_cast<Pack<Tdst, N>*>(dst)[i] = b;
+  }
 }
 
-template <typename T>
+// P pairs per thread (one 16-byte access of x when P > 1; then P divides d/2, so the pairs share a token and
+// their cos/sin entries are contiguous).
+template <typename T, int P>
 __global__ void rope_kernel(T* x, const float* cos, const float* sin, int64_t heads, int64_t d, int64_t pairs,
                             int64_t n) {
   DITRUN_GRID_STRIDE(i, n) {
-    const int64_t k = i % pairs, token_head = i / pairs, t = token_head / heads;
-    T* v = x + token_head * d + 2 * k;
-    const float x0 = to_float(v[0]), x1 = to_float(v[1]);
-    const float c = cos[t * pairs + k], s = sin[t * pairs + k];
-    v[0] = from_float<T>(x0 * c - x1 * s);
-    v[1] = from_float<T>(x0 * s + x1 * c);
+    const int64_t first = i * P, token_head = first / pairs, k = first % pairs, t = token_head / heads;
+    T* base = x + token_head * d + 2 * k;  // an odd d leaves its last element alone
+    Pack<T, 2 * P> p;
+    if constexpr (P == 1) {  // an odd d puts pairs at odd offsets: element accesses
+      p.v[0] = base[0];
+      p.v[1] = base[1];
+    } else {
+      p = *reinterpret_cast<const Pack<T, 2 * P>*>(base);
+    }
+    const Pack<float, P> c = *reinterpret_cast<const Pack<float, P>*>(cos + t * pairs + k);
+    const Pack<float, P> s = *reinterpret_cast<const Pack<float, P>*>(sin + t * pairs + k);
+#pragma unroll
+    for (int j = 0; j < P; ++j) {
+      const float x0 = to_float(p.v[2 * j]), x1 = to_float(p.v[2 * j + 1]);
+      p.v[2 * j] = from_float<T>(x0 * c.v[j] - x1 * s.v[j]);
+      p.v[2 * j + 1] = from_float<T>(x0 * s.v[j] + x1 * c.v[j]);
+    }
+    if constexpr (P == 1) {
+      base[0] = p.v[0];
+      base[1] = p.v[1];
+    } else {
+      *reinterpret_cast<Pack<T, 2 * P>*>(base) = p;
+    }
   }
 }
 
@@ -321,7 +346,14 @@ void convert(void* dst, DType dst_dtype, const void* src, DType src_dtype, int64
     with_type(src_dtype, "convert", [&](auto s) {
       using Td = decltype(d);
       using Ts = decltype(s);
-      convert_kernel<<<blocks_for(n), kThreads, 0, stream>>>(static_cast<Td*>(dst), static_cast<const Ts*>(src), n);
+      constexpr int kVec = 4;
+      if (n % kVec == 0 && aligned(dst, alignof(Pack<Td, kVec>)) && aligned(src, alignof(Pack<Ts, kVec>)))
+        convert_kernel<Td, Ts, kVec><<<blocks_for(n / kVec), kThreads, 0, stream>>>(static_cast<Td*>(dst),
+                                                                                   static_cast<const Ts*>(src),
+                                                                                   n / kVec);
+      else
+        convert_kernel<Td, Ts, 1><<<blocks_for(n), kThreads, 0, stream>>>(static_cast<Td*>(dst),
+                                                                         static_cast<const Ts*>(src), n);
     });
   });
   check_launch();
@@ -349,7 +381,14 @@ void rope(void* x, DType dtype, int64_t rows, int64_t heads, int64_t d, const fl
   if (n == 0) return;
   with_type(dtype, "rope", [&](auto v) {
     using T = decltype(v);
-    rope_kernel<<<blocks_for(n), kThreads, 0, stream>>>(static_cast<T*>(x), cos, sin, heads, d, pairs, n);
+    constexpr int kPairs = 16 / (2 * sizeof(T));
+    auto* xt = static_cast<T*>(x);
+    if (d % (2 * kPairs) == 0 && aligned(x, 16) && aligned(cos, alignof(Pack<float, kPairs>)) &&
+        aligned(sin, alignof(Pack<float, kPairs>)))
+      rope_kernel<T, kPairs><<<blocks_for(n / kPairs), kThreads, 0, stream>>>(xt, cos, sin, heads, d, pairs,
+                                                                             n / kPairs);
+    else
+      rope_kernel<T, 1><<<blocks_for(n), kThreads, 0, stream>>>(xt, cos, sin, heads, d, pairs, n);
   });
   check_launch();
 }
