@@ -2,6 +2,12 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
+#include <functional>
+#include <unistd.h>
+#include <fstream>
+
+#include "io/safetensors.h"
 
 #include "model/core/philox.h"
 #include "model/cpu/cpu_backend.h"
@@ -178,4 +184,64 @@ TEST(DiT, TheArenaIsSizedByTheFirstForwardAndThenReused) {
   EXPECT_EQ(be.arena().growth_count(), growths);
   EXPECT_EQ(be.arena().capacity(), capacity);
   EXPECT_EQ(first, second);  // deterministic, and nothing left over from the previous step
+}
+
+namespace {
+
+// A Diffusers-layout checkpoint of the tiny config in `dir`, with `edit` applied to the tensor list first.
+void write_tiny_checkpoint(const std::filesystem::path& dir,
+                           const std::function<void(std::vector<io::TensorToWrite>&)>& edit) {
+  std::filesystem::create_directories(dir / "transformer");
+  std::ofstream(dir / "transformer" / "config.json")
+      << R"({"_class_name": "WanTransformer3DModel", "num_attention_heads": 4, "attention_head_dim": 32,
+             "ffn_dim": 256, "num_layers": 3, "in_channels": 16, "out_channels": 16, "text_dim": 64,
+             "freq_dim": 256, "patch_size": [1, 2, 2], "eps": 1e-6})";
+  wan::DitWeights unused;
+  static std::vector<std::vector<float>> storage;
+  storage.clear();
+  std::vector<io::TensorToWrite> tensors;
+  for (const auto& s : wan::dit_weight_specs(wan::dit_config_tiny(), unused)) {
+    storage.emplace_back(static_cast<size_t>(shape_numel(s.shape)), 0.01f);
+    tensors.push_back({s.name, DType::f32, s.shape, storage.back().data()});
+  }
+  edit(tensors);
+  io::write_safetensors(dir / "transformer" / "diffusion_pytorch_model.safetensors", tensors);
+}
+
+std::string load_error(const std::filesystem::path& dir) {
+  try {
+    wan::resolve_dit_source(dir.string());
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+}  // namespace
+
+TEST(DitWeights, MissingExtraAndMisshapedTensorsAreNamed) {
+  const auto root = std::filesystem::temp_directory_path() / ("ditrun_weights_" + std::to_string(::getpid()));
+  write_tiny_checkpoint(root / "good", [](auto&) {});
+  EXPECT_EQ(load_error(root / "good"), "no error");
+  CpuBackend be;
+  EXPECT_NO_THROW(wan::make_dit(be, wan::resolve_dit_source((root / "good").string())));
+
+  write_tiny_checkpoint(root / "missing", [](auto& t) {
+    t.erase(std::find_if(t.begin(), t.end(), [](auto& x) { return x.name == "blocks.1.attn1.to_k.weight"; }));
+  });
+  EXPECT_NE(load_error(root / "missing").find("missing tensor blocks.1.attn1.to_k.weight"), std::string::npos)
+      << load_error(root / "missing");
+
+  static float extra_value = 1.f;
+  write_tiny_checkpoint(root / "extra", [](auto& t) { t.push_back({"blocks.9.extra.weight", DType::f32, {1}, &extra_value}); });
+  EXPECT_NE(load_error(root / "extra").find("unexpected tensor blocks.9.extra.weight"), std::string::npos)
+      << load_error(root / "extra");
+
+  write_tiny_checkpoint(root / "shape", [](auto& t) {
+    for (auto& x : t)
+      if (x.name == "proj_out.weight") x.shape = {32, 128};  // half the rows: the data is still big enough
+  });
+  EXPECT_NE(load_error(root / "shape").find("tensor proj_out.weight"), std::string::npos) << load_error(root / "shape");
+  EXPECT_NE(load_error(root / "shape").find("has shape [32, 128], the model needs [64, 128]"), std::string::npos);
+  std::filesystem::remove_all(root);
 }
