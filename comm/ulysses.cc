@@ -1,5 +1,7 @@
 #include "comm/ulysses.h"
 
+#include <algorithm>
+
 #include "comm/error.h"
 #include "comm/strided_copy.h"
 
@@ -7,42 +9,62 @@ namespace ditrun::comm {
 
 namespace {
 
-size_t heads_per_rank(const Comm& comm, const UlyssesShape& shape) {
+// Bytes of the pieces: a token's head slice on one rank, the heads a rank owns (some may be padding).
+struct Layout {
+  size_t es, local_heads, slice, block, row;
+};
+
+Layout layout_of(const Comm& comm, const UlyssesShape& shape) {
   const size_t n = static_cast<size_t>(comm.size());
-  if (shape.heads % n != 0)
-    throw CommError("Ulysses all-to-all: " + std::to_string(shape.heads) + " heads do not divide over " +
-                    std::to_string(n) + " ranks of group " + comm.name() + " (pad the heads first)");
-  return shape.heads / n;
+  Layout l;
+  l.es = dtype_size(shape.dtype);
+  l.local_heads = shape.padded_heads(n) / n;
+  l.slice = l.local_heads * shape.head_dim * l.es;  // one token's head slice
+  l.block = shape.tokens_per_rank * l.slice;        // one peer's share
+  l.row = shape.heads * shape.head_dim * l.es;      // one token, all real heads
+  return l;
+}
+
+// Real heads of peer p's slice: [p·local_heads, min((p+1)·local_heads, heads)).
+size_t real_heads_of(const UlyssesShape& shape, const Layout& l, int p) {
+  const size_t first = static_cast<size_t>(p) * l.local_heads;
+  return first >= shape.heads ? 0 : std::min(l.local_heads, shape.heads - first);
 }
 
 }  // namespace
 
 void scatter_heads_gather_sequence(Comm& comm, const UlyssesShape& shape, const void* in, void* scratch, void* out,
                                    Stream s) {
-  const size_t local_heads = heads_per_rank(comm, shape);
-  const size_t es = dtype_size(shape.dtype);
-  const size_t slice = local_heads * shape.head_dim * es;  // bytes of one token's head slice
-  const size_t block = shape.tokens_per_rank * slice;      // bytes sent to one peer
-  // Pack: block p = my tokens × the heads of peer p, contiguous.
-  for (int p = 0; p < comm.size(); ++p)
-    copy_strided(comm.memory(), static_cast<char*>(scratch) + p * block, slice,
-                 static_cast<const char*>(in) + p * slice, shape.heads * shape.head_dim * es, slice,
-                 shape.tokens_per_rank, s);
+  const Layout l = layout_of(comm, shape);
+  const size_t head_bytes = shape.head_dim * l.es;
+  // Pack: block p = my tokens × the heads of peer p, contiguous; padded heads are zeros.
+  for (int p = 0; p < comm.size(); ++p) {
+    char* block = static_cast<char*>(scratch) + p * l.block;
+    const size_t real = real_heads_of(shape, l, p);
+    if (real > 0)
+      copy_strided(comm.memory(), block, l.slice, static_cast<const char*>(in) + p * l.slice, l.row,
+                   real * head_bytes, shape.tokens_per_rank, s);
+    if (real < l.local_heads)
+      zero_strided(comm.memory(), block + real * head_bytes, l.slice, (l.local_heads - real) * head_bytes,
+                   shape.tokens_per_rank, s);
+  }
   // Block q received = peer q's tokens × my heads: concatenated in rank order they are the token-major result.
-  comm.all_to_all(scratch, out, block / es, shape.dtype, s);
+  comm.all_to_all(scratch, out, l.block / l.es, shape.dtype, s);
 }
 
 void gather_heads_scatter_sequence(Comm& comm, const UlyssesShape& shape, const void* in, void* scratch, void* out,
                                    Stream s) {
-  const size_t local_heads = heads_per_rank(comm, shape);
-  const size_t es = dtype_size(shape.dtype);
-  const size_t slice = local_heads * shape.head_dim * es;
-  const size_t block = shape.tokens_per_rank * slice;
+  const Layout l = layout_of(comm, shape);
+  const size_t head_bytes = shape.head_dim * l.es;
   // Block p of the input (peer p's tokens, my heads) goes back to peer p; block q received = my tokens × q's heads.
-  comm.all_to_all(in, scratch, block / es, shape.dtype, s);
-  for (int q = 0; q < comm.size(); ++q)
-    copy_strided(comm.memory(), static_cast<char*>(out) + q * slice, shape.heads * shape.head_dim * es,
-                 static_cast<const char*>(scratch) + q * block, slice, slice, shape.tokens_per_rank, s);
+  comm.all_to_all(in, scratch, l.block / l.es, shape.dtype, s);
+  for (int q = 0; q < comm.size(); ++q) {
+    const size_t real = real_heads_of(shape, l, q);
+    if (real > 0)
+      copy_strided(comm.memory(), static_cast<char*>(out) + q * l.slice, l.row,
+                   static_cast<const char*>(scratch) + q * l.block, l.slice, real * head_bytes,
+                   shape.tokens_per_rank, s);
+  }
 }
 
 }  // namespace ditrun::comm

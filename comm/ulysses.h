@@ -10,18 +10,21 @@ namespace ditrun::comm {
 // Shape of one rank's attention operand in the Ulysses group.
 struct UlyssesShape {
   size_t tokens_per_rank;  // this rank's contiguous token shard (equal on every rank; pad the tail)
-  size_t heads;            // all heads; must divide by the group size (pad heads to a multiple first)
+  size_t heads;            // the model's heads; need not divide by the group size (12 heads on 8 ranks)
   size_t head_dim;
   DType dtype;
+  // Heads after padding to a multiple of the group size; padded heads travel as zeros and are dropped on return.
+  size_t padded_heads(size_t ranks) const { return (heads + ranks - 1) / ranks * ranks; }
 };
 
 // in  [tokens_per_rank, heads, head_dim] (my tokens, all heads)
-// out [size × tokens_per_rank, heads / size, head_dim] (every rank's tokens in rank order, my head slice)
-// scratch: a buffer of the same number of elements, in the communicator's memory.
+// out [size × tokens_per_rank, padded_heads / size, head_dim] (every rank's tokens in rank order, my head slice)
+// scratch: size × tokens_per_rank × padded_heads / size × head_dim elements, in the communicator's memory.
 void scatter_heads_gather_sequence(Comm& comm, const UlyssesShape& shape, const void* in, void* scratch, void* out,
                                    Stream s);
 
-// The inverse: in [size × tokens_per_rank, heads / size, head_dim] -> out [tokens_per_rank, heads, head_dim].
+// The inverse: in [size × tokens_per_rank, padded_heads / size, head_dim] -> out [tokens_per_rank, heads, head_dim]
+// (padded heads dropped).
 void gather_heads_scatter_sequence(Comm& comm, const UlyssesShape& shape, const void* in, void* scratch, void* out,
                                    Stream s);
 

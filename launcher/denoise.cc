@@ -2,10 +2,12 @@
 
 #include <chrono>
 #include <filesystem>
+#include <optional>
 
 #include "io/hdf5_file.h"
 #include "model/sampling/noise.h"
 #include "model/sampling/schedule.h"
+#include "model/parallel/sequence_parallel.h"
 #include "model/sampling/solver.h"
 
 namespace ditrun {
@@ -54,30 +56,41 @@ nlohmann::json denoise_prompt(DenoiseContext& c, const PromptItem& prompt) {
   be.synchronize();
   entry["context_seconds"] = seconds_since(t);
 
+  // The latent in token form, this rank's shard of it (all of it without sequence parallel).
+  const wan::DiT::Grid grid{shape[1], shape[2] / 2, shape[3] / 2};
+  const int features = c.dit.config().out_features();
+  std::optional<parallel::SequenceParallel> sp;
+  if (c.sp && c.sp->size() > 1) sp.emplace(*c.ulysses, *c.ring, grid.tokens());
+  const int64_t rows = sp ? sp->shard_tokens() : grid.tokens();
+  const int64_t first = sp ? sp->first_token() : 0;
+  const Shape token_shape = {rows, features};
+  const int64_t local = rows * features;
+
   const sampling::Schedule schedule = sampling::flow_schedule(s.steps, s.shift, sampling::SigmaGrid::wan);
-  auto solver = sampling::make_solver(s.solver, be, schedule, shape);
-  Tensor x = be.allocate(shape, DType::f32);
+  auto solver = sampling::make_solver(s.solver, be, schedule, token_shape);
+  Tensor x = be.allocate(token_shape, DType::f32);
   {
-    const std::vector<float> noise = sampling::latent_noise(prompt.seed, 0, static_cast<uint64_t>(numel));
+    const auto noise = sampling::token_noise(prompt.seed, shape[0], shape[1], shape[2], shape[3], first, rows);
     be.upload(x, noise.data());
   }
   // Both velocities side by side, so a cfg pair exchanges them with one all-gather.
-  Tensor pair = be.allocate({2, numel}, DType::f32);
-  Tensor v_cond = pair.slice(0, 1).view(shape), v_uncond = pair.slice(1, 2).view(shape);
-  Tensor v = be.allocate(shape, DType::f32);
+  Tensor pair = be.allocate({2, local}, DType::f32);
+  Tensor v_cond = pair.slice(0, 1).view(token_shape), v_uncond = pair.slice(1, 2).view(token_shape);
+  Tensor v = be.allocate(token_shape, DType::f32);
   const comm::Stream stream{be.stream_handle()};
 
   nlohmann::json step_seconds = nlohmann::json::array();
   double comm_seconds = 0;
+  parallel::SequenceParallel* sp_ptr = sp ? &*sp : nullptr;
   for (int i = 0; i < s.steps; ++i) {
     t = Clock::now();
     const double timestep = schedule.timesteps[i];
-    if (runs_cond) c.dit.forward(v_cond, x, timestep, cond);
-    if (runs_uncond) c.dit.forward(v_uncond, x, timestep, uncond);
+    if (runs_cond) c.dit.forward_tokens(v_cond, x, grid, timestep, cond, sp_ptr);
+    if (runs_uncond) c.dit.forward_tokens(v_uncond, x, grid, timestep, uncond, sp_ptr);
     if (split_cfg) {
       const auto tc = Clock::now();
       Tensor mine = c.cfg->rank() == 0 ? v_cond : v_uncond;
-      c.cfg->all_gather(mine.data(), pair.data(), static_cast<size_t>(numel), DType::f32, stream);
+      c.cfg->all_gather(mine.data(), pair.data(), static_cast<size_t>(local), DType::f32, stream);
       be.synchronize();
       comm_seconds += seconds_since(tc);
     }
@@ -95,9 +108,18 @@ nlohmann::json denoise_prompt(DenoiseContext& c, const PromptItem& prompt) {
     if (c.shows_steps) c.progress.bar(prompt.id + " step", i + 1, s.steps);
   }
 
+  // The shards come together once, for the output.
+  Tensor all_tokens = x;
+  if (sp) {
+    all_tokens = be.allocate({rows * c.sp->size(), features}, DType::f32);
+    c.sp->all_gather(x.data(), all_tokens.data(), static_cast<size_t>(local), DType::f32, stream);
+    be.synchronize();
+  }
   if (c.writes_output) {
+    Tensor latent = be.allocate(shape, DType::f32);
+    be.unpatchify(latent, all_tokens.slice(0, grid.tokens()));
     std::vector<float> host(static_cast<size_t>(numel));
-    be.download(x, host.data());
+    be.download(latent, host.data());
     io::Hdf5Writer writer(out_path);
     writer.file().write_f32("latents", host.data(), shape);
     writer.file().write_attribute("/", "prompt_id", prompt.id);
@@ -106,6 +128,12 @@ nlohmann::json denoise_prompt(DenoiseContext& c, const PromptItem& prompt) {
     writer.file().write_attribute("/", "steps", std::to_string(s.steps));
     writer.file().write_attribute("/", "solver", s.solver);
     writer.commit();
+  }
+  if (sp) {
+    entry["sequence_parallel"] = {{"degree", sp->degree()},
+                                  {"shard_tokens", rows},
+                                  {"ulysses_bytes_sent", sp->stats().ulysses_bytes},
+                                  {"ring_bytes_sent", sp->stats().ring_bytes}};
   }
   entry["status"] = "done";
   entry["seed"] = prompt.seed;

@@ -53,10 +53,9 @@ void validate(ValidJob& v, const RunOptions& options, const comm::MpiRuntime& mp
     throw InputError(e.what(), options.job_file + ": " + e.key());
   }
   const auto& layout = v.plan->layout();
-  if (layout.sequence_parallel() > 1 || layout.pipefusion > 1)
-    throw InputError("sequence parallel (ring, ulysses) and PipeFusion are not implemented in this build yet; "
-                     "use replicas and cfg",
-                     options.job_file + ": parallel");
+  if (layout.pipefusion > 1)
+    throw InputError("PipeFusion is not implemented in this build yet; use replicas, cfg, ring and ulysses",
+                     options.job_file + ": parallel.pipefusion");
   try {
     v.model = wan::resolve_dit_source(v.job.model.name);
   } catch (const std::exception& e) {
@@ -67,6 +66,13 @@ void validate(ValidJob& v, const RunOptions& options, const comm::MpiRuntime& mp
                      "embeddings come from an HDF5 file",
                      options.job_file + ": prompts");
   v.embeddings.emplace(v.job.embeddings, v.job.prompts, v.model.config.text_dim, v.model.config.text_len);
+  for (const PromptItem& p : v.job.prompts) {
+    const Shape s = latent_shape(p.sampling);
+    if (s[1] * (s[2] / 2) * (s[3] / 2) < layout.sequence_parallel())
+      throw InputError("prompt " + p.id + " has fewer latent tokens than the " +
+                           std::to_string(layout.sequence_parallel()) + " sequence-parallel ranks",
+                       p.source);
+  }
   const std::filesystem::path out = v.job.output.dir;
   if (std::filesystem::exists(out) && !std::filesystem::is_directory(out))
     throw InputError("output directory " + out.string() + " exists and is not a directory",
@@ -164,9 +170,11 @@ int run_command(const RunOptions& options, int* argc, char*** argv) {
     backend->synchronize();
     if (mpi.rank() == 0) progress.line("model: " + v.model.describe() + " on " + backend->name());
     std::filesystem::create_directories(v.job.output.dir);
-    const auto cfg = comms.get("cfg");
+    const auto cfg = comms.get("cfg"), sp = comms.get("sp"), ulysses = comms.get("ulysses"), ring = comms.get("ring");
     const int replica = roles.dit->replica;
-    DenoiseContext c{v.job, dit, *v.embeddings, cfg.get(), roles.dit->cfg == 0, progress, mpi.rank() == 0};
+    const bool writer = roles.dit->cfg == 0 && roles.dit->ring == 0 && roles.dit->ulysses == 0;
+    DenoiseContext c{v.job,      dit,    *v.embeddings, cfg.get(),    sp.get(),
+                     ulysses.get(), ring.get(), writer,   progress, mpi.rank() == 0};
     for (size_t i = replica; i < v.job.prompts.size(); i += plan.layout().replicas) {
       const auto& prompt = v.job.prompts[i];
       if (mpi.rank() == 0) progress.line("prompt " + prompt.id + " (replica " + std::to_string(replica) + ")");

@@ -230,6 +230,36 @@ TEST_F(Cli, CfgParallelAndReplicasGiveTheSingleRankLatents) {
   }
 }
 
+TEST_F(Cli, EveryLayoutOf1To8RanksGivesTheSingleRankLatents) {
+  // 45 latent tokens (3 × 3 × 5): not a multiple of any sequence-parallel degree above 1; the tiny model's 4 heads
+  // do not divide over 8 Ulysses ranks.
+  write_embeddings(dir_ / "emb.h5");
+  auto job = [](int cfg, int ring, int ulysses, const std::string& out) {
+    return "[parallel]\ncfg = " + std::to_string(cfg) + "\nring = " + std::to_string(ring) + "\nulysses = " +
+           std::to_string(ulysses) +
+           "\n[sampling]\nsteps = 3\nframes = 9\nwidth = 80\nheight = 48\n[output]\ndir = \"" + out +
+           "\"\n[prompts]\nlist = [\"a red fox in snow\"]\nembeddings = \"emb.h5\"\n";
+  };
+  write("ref.toml", job(1, 1, 1, "ref"));
+  Result ref = run(ditrun() + " run ref.toml");
+  ASSERT_EQ(ref.code, 0) << ref.err;
+  const auto want = read_latents(dir_ / "ref" / "p0000.latents.h5");
+  ASSERT_EQ(want.size(), 16u * 3 * 6 * 10);
+  const int layouts[][3] = {{2, 1, 1}, {1, 2, 1}, {1, 1, 2}, {2, 2, 1}, {2, 1, 2}, {1, 2, 2}, {1, 4, 1},
+                            {1, 1, 4}, {2, 2, 2}, {2, 1, 4}, {2, 4, 1}, {1, 2, 4}, {1, 4, 2}, {1, 8, 1}, {1, 1, 8}};
+  for (const auto& l : layouts) {
+    const int ranks = l[0] * l[1] * l[2];
+    const std::string name = "c" + std::to_string(l[0]) + "r" + std::to_string(l[1]) + "u" + std::to_string(l[2]);
+    write(name + ".toml", job(l[0], l[1], l[2], name));
+    Result r = run(mpirun(ranks) + " run " + name + ".toml");
+    ASSERT_EQ(r.code, 0) << name << "\n" << r.err;
+    const double e = relative_l2(read_latents(dir_ / name / "p0000.latents.h5"), want);
+    std::printf("layout cfg %d × ring %d × ulysses %d (%d ranks): relative L2 vs 1 rank %.2e\n", l[0], l[1], l[2],
+                ranks, e);
+    EXPECT_LT(e, 1e-5) << name;
+  }
+}
+
 TEST_F(Cli, DitForwardMatchesTheGolden) {
   const std::string golden = DITRUN_GOLDEN_DIR;
   Result r = run(ditrun() + " dit-forward --model " + golden + "/tiny_dit --in " + golden + "/dit_forward.h5 --out v.h5");

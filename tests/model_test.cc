@@ -154,8 +154,11 @@ TEST(CpuBackend, PatchifyIsTheConvolutionLayoutAndUnpatchifyTheHeadLayout) {
   Tensor lat = be.allocate({c, f, hh, ww}, DType::f32), tok = be.allocate({f * 2 * 3, c * 4}, DType::f32);
   be.upload(lat, x.data());
   be.patchify(tok, lat);
-  // Token (f=1, h=1, w=2) = l = (1·2+1)·3+2 = 11; feature (c=5, kh=1, kw=0) = 5·4+2 = 22 → x[5,1,3,4].
-  EXPECT_EQ(tok.ptr<float>()[11 * 64 + 22], x[((5 * f + 1) * hh + 3) * ww + 4]);
+  // Token (f=1, h=1, w=2) = l = (1·2+1)·3+2 = 11; feature (c=5, kh=1, kw=0) = (1·2+0)·16+5 = 37 → x[5,1,3,4].
+  EXPECT_EQ(tok.ptr<float>()[11 * 64 + 37], x[((5 * f + 1) * hh + 3) * ww + 4]);
+  Tensor round_trip = be.allocate({c, f, hh, ww}, DType::f32);
+  be.unpatchify(round_trip, tok);
+  EXPECT_EQ(std::vector<float>(round_trip.ptr<float>(), round_trip.ptr<float>() + x.size()), x);
   // Head column ((q·2)+r)·16 + c; feed a token table that names its latent element and check unpatchify.
   Tensor head = be.allocate({f * 2 * 3, 64}, DType::f32);
   for (int64_t l = 0; l < f * 6; ++l)

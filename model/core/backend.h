@@ -67,10 +67,23 @@ class Backend {
   virtual void attention(Tensor& out, Tensor* lse, const Tensor& q, const Tensor& k, const Tensor& v,
                          int64_t kv_valid, float scale) = 0;
 
+  // Ring attention: merges a partial result into the accumulator. With l = log(exp(lse_acc) + exp(lse_part)):
+  // out_acc = out_acc·exp(lse_acc − l) + out_part·exp(lse_part − l), lse_acc = l. out_acc f32 [Lq,H,d], lse f32
+  // [H,Lq]; out_part in any dtype. A part with lse = −∞ (no valid key) changes nothing.
+  virtual void attention_merge(Tensor& out_acc, Tensor& lse_acc, const Tensor& out_part, const Tensor& lse_part) = 0;
+
+  // --- overlap of communication with compute (GPU; no-ops on the CPU, where communication is MPI on the host)
+  // A second stream for communication that runs beside this backend's compute stream.
+  virtual void* comm_stream_handle() const { return nullptr; }
+  // The comm stream waits for everything queued on the compute stream so far (buffers ready to send or reuse).
+  virtual void comm_waits_for_compute() {}
+
   // --- layout (spec §1.2)
-  // latent [C,F,H,W] f32 -> tokens [F·H/2·W/2, C·4] in the dtype of `tokens`; feature (c, kh, kw) of patch (f,h,w).
+  // The latent in token form: one row per 2×2 patch (f, h, w), feature (kh·2 + kw)·C + c, which is the order of
+  // the head's output columns (spec §1.2 step 8); the patch-embedding weight is permuted to match at load.
+  // latent [C,F,H,W] f32 -> tokens [F·H/2·W/2, 4·C] in the dtype of `tokens`.
   virtual void patchify(Tensor& tokens, const Tensor& latent) = 0;
-  // tokens [F·H/2·W/2, 4·C] (feature ((kh·2)+kw)·C + c) -> latent [C,F,H,W] f32.
+  // tokens [F·H/2·W/2, 4·C] -> latent [C,F,H,W] f32.
   virtual void unpatchify(Tensor& latent, const Tensor& tokens) = 0;
 
  protected:

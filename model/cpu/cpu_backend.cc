@@ -270,6 +270,29 @@ void CpuBackend::attention(Tensor& out, Tensor* lse, const Tensor& q, const Tens
   }
 }
 
+void CpuBackend::attention_merge(Tensor& out_acc, Tensor& lse_acc, const Tensor& out_part, const Tensor& lse_part) {
+  require_f32(out_acc, "attention_merge");
+  require_f32(out_part, "attention_merge");
+  require_same_numel(out_acc, out_part, "attention_merge");
+  const int64_t lq = out_acc.dim(0), h = out_acc.dim(1), d = out_acc.dim(2);
+  float* acc = out_acc.ptr<float>();
+  float* la = lse_acc.ptr<float>();
+  const float* part = out_part.ptr<float>();
+  const float* lp = lse_part.ptr<float>();
+  for (int64_t hh = 0; hh < h; ++hh)
+    for (int64_t i = 0; i < lq; ++i) {
+      const float a = la[hh * lq + i], b = lp[hh * lq + i];
+      if (b == -INFINITY) continue;
+      const float m = std::max(a, b);
+      const float l = m + std::log(std::exp(a - m) + std::exp(b - m));
+      const float wa = std::exp(a - l), wb = std::exp(b - l);
+      float* o = acc + (i * h + hh) * d;
+      const float* p = part + (i * h + hh) * d;
+      for (int64_t t = 0; t < d; ++t) o[t] = o[t] * wa + p[t] * wb;
+      la[hh * lq + i] = l;
+    }
+}
+
 void CpuBackend::patchify(Tensor& tokens, const Tensor& latent) {
   require_f32(latent, "patchify");
   require_f32(tokens, "patchify");
@@ -285,7 +308,7 @@ void CpuBackend::patchify(Tensor& tokens, const Tensor& latent) {
         for (int64_t ci = 0; ci < c; ++ci)
           for (int64_t kh = 0; kh < 2; ++kh)
             for (int64_t kw = 0; kw < 2; ++kw)
-              row[ci * 4 + kh * 2 + kw] = x[((ci * f + fi) * hh + a * 2 + kh) * ww + b * 2 + kw];
+              row[(kh * 2 + kw) * c + ci] = x[((ci * f + fi) * hh + a * 2 + kh) * ww + b * 2 + kw];
       }
 }
 

@@ -54,6 +54,8 @@ void require_alias_same_dtype(const Tensor& out, const Tensor& x, const char* op
 CudaBackend::CudaBackend() {
   DITRUN_CUDA_CHECK(cudaGetDevice(&device_));
   DITRUN_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  DITRUN_CUDA_CHECK(cudaStreamCreateWithFlags(&comm_stream_, cudaStreamNonBlocking));
+  DITRUN_CUDA_CHECK(cudaEventCreateWithFlags(&compute_done_, cudaEventDisableTiming));
   try {
     arena_ = std::make_unique<Arena>(
         [](size_t n) {
@@ -65,6 +67,8 @@ CudaBackend::CudaBackend() {
     gemm_ = std::make_unique<cuda::Gemm>(stream_);
   } catch (...) {
     arena_.reset();
+    cudaEventDestroy(compute_done_);
+    cudaStreamDestroy(comm_stream_);
     cudaStreamDestroy(stream_);
     throw;
   }
@@ -72,11 +76,29 @@ CudaBackend::CudaBackend() {
 
 CudaBackend::~CudaBackend() {
   // Teardown: errors cannot be acted on here. Free everything before the stream that used it goes away.
+  cudaStreamSynchronize(comm_stream_);
   cudaStreamSynchronize(stream_);
   gemm_.reset();
   if (staging_) cudaFree(staging_);
   arena_.reset();
+  cudaEventDestroy(compute_done_);
+  cudaStreamDestroy(comm_stream_);
   cudaStreamDestroy(stream_);
+}
+
+void CudaBackend::comm_waits_for_compute() {
+  DITRUN_CUDA_CHECK(cudaEventRecord(compute_done_, stream_));
+  DITRUN_CUDA_CHECK(cudaStreamWaitEvent(comm_stream_, compute_done_, 0));
+}
+
+void CudaBackend::attention_merge(Tensor& out_acc, Tensor& lse_acc, const Tensor& out_part, const Tensor& lse_part) {
+  if (out_acc.dtype() != DType::f32 || lse_acc.dtype() != DType::f32 || lse_part.dtype() != DType::f32 ||
+      out_acc.numel() != out_part.numel() || out_acc.rank() != 3 || lse_acc.numel() != lse_part.numel() ||
+      lse_acc.numel() != out_acc.dim(0) * out_acc.dim(1))
+    throw std::invalid_argument("cuda attention_merge: acc " + shape_string(out_acc.shape()) + " part " +
+                                shape_string(out_part.shape()) + " lse " + shape_string(lse_acc.shape()));
+  cuda::attention_merge(out_acc.ptr<float>(), lse_acc.ptr<float>(), out_part.data(), out_part.dtype(),
+                        lse_part.ptr<float>(), out_acc.dim(0), out_acc.dim(1), out_acc.dim(2), stream_);
 }
 
 Tensor CudaBackend::allocate(const Shape& shape, DType dtype) {

@@ -27,6 +27,9 @@ class CudaBackend final : public Backend {
   // All of this backend's work is ordered on this stream (communication streams synchronise with it).
   cudaStream_t stream() const { return stream_; }
   void* stream_handle() const override { return stream_; }
+  void* comm_stream_handle() const override { return comm_stream_; }
+  void comm_waits_for_compute() override;
+  void attention_merge(Tensor& out_acc, Tensor& lse_acc, const Tensor& out_part, const Tensor& lse_part) override;
   int device_index() const { return device_; }
 
   Tensor allocate(const Shape& shape, DType dtype) override;
@@ -56,6 +59,8 @@ class CudaBackend final : public Backend {
 
   int device_ = 0;
   cudaStream_t stream_ = nullptr;
+  cudaStream_t comm_stream_ = nullptr;  // communication that overlaps compute (ring exchanges)
+  cudaEvent_t compute_done_ = nullptr;
   std::unique_ptr<cuda::Gemm> gemm_;
   float* staging_ = nullptr;
   size_t staging_floats_ = 0;

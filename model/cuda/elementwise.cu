@@ -314,7 +314,7 @@ __global__ void patchify_kernel(T* tokens, const float* latent, int64_t c, int64
   const int64_t hp = h / 2, wp = w / 2, features = 4 * c;
   DITRUN_GRID_STRIDE(i, n) {
     const int64_t t = i / features, j = i % features;
-    const int64_t ci = j / 4, kh = (j / 2) % 2, kw = j % 2;
+    const int64_t ci = j % c, kh = j / c / 2, kw = (j / c) % 2;  // feature (kh·2 + kw)·C + c
     const int64_t fi = t / (hp * wp), a = (t / wp) % hp, b = t % wp;
     tokens[i] = from_float<T>(latent[((ci * f + fi) * h + a * 2 + kh) * w + b * 2 + kw]);
   }
@@ -332,7 +332,45 @@ __global__ void unpatchify_kernel(float* latent, const T* tokens, int64_t c, int
   }
 }
 
+// One thread per (token, head, element); the weights are recomputed per element from the two lse values.
+template <typename T>
+__global__ void attention_merge_kernel(float* acc, float* lse_acc, const T* part, const float* lse_part, int64_t lq,
+                                       int64_t heads, int64_t d, int64_t n) {
+  DITRUN_GRID_STRIDE(i, n) {
+    const int64_t row = i / d, token = row / heads, head = row % heads;
+    const float a = lse_acc[head * lq + token], b = lse_part[head * lq + token];
+    if (b == -INFINITY) continue;
+    const float m = fmaxf(a, b);
+    const float l = m + logf(expf(a - m) + expf(b - m));
+    acc[i] = acc[i] * expf(a - l) + to_float(part[i]) * expf(b - l);
+  }
+}
+
+__global__ void store_merged_lse(float* lse_acc, const float* lse_part, int64_t n) {
+  DITRUN_GRID_STRIDE(i, n) {
+    const float a = lse_acc[i], b = lse_part[i];
+    if (b == -INFINITY) continue;
+    const float m = fmaxf(a, b);
+    lse_acc[i] = m + logf(expf(a - m) + expf(b - m));
+  }
+}
+
 }  // namespace
+
+void attention_merge(float* acc, float* lse_acc, const void* part, DType part_dtype, const float* lse_part, int64_t lq,
+                     int64_t heads, int64_t d, cudaStream_t stream) {
+  const int64_t n = lq * heads * d;
+  if (n == 0) return;
+  with_type(part_dtype, "attention_merge", [&](auto v) {
+    using T = decltype(v);
+    attention_merge_kernel<<<blocks_for(n), kThreads, 0, stream>>>(acc, lse_acc, static_cast<const T*>(part),
+                                                                    lse_part, lq, heads, d, n);
+  });
+  check_launch();
+  // The lse update must follow every element's use of the old value: a second kernel on the same stream.
+  store_merged_lse<<<blocks_for(lq * heads), kThreads, 0, stream>>>(lse_acc, lse_part, lq * heads);
+  check_launch();
+}
 
 void convert(void* dst, DType dst_dtype, const void* src, DType src_dtype, int64_t n, cudaStream_t stream) {
   if (n == 0) return;

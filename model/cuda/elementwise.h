@@ -46,4 +46,8 @@ void patchify(void* tokens, DType tokens_dtype, const float* latent, int64_t c, 
 void unpatchify(float* latent, const void* tokens, DType tokens_dtype, int64_t c, int64_t f, int64_t h, int64_t w,
                 cudaStream_t stream);
 
+// Ring-attention merge (see Backend::attention_merge): acc f32 [lq, heads, d], part of part_dtype, lse f32 [heads, lq].
+void attention_merge(float* acc, float* lse_acc, const void* part, DType part_dtype, const float* lse_part, int64_t lq,
+                     int64_t heads, int64_t d, cudaStream_t stream);
+
 }  // namespace ditrun::cuda

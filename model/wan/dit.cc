@@ -99,45 +99,62 @@ void DiT::forward(Tensor& v, const Tensor& x, double timestep, const ContextCach
                                 std::to_string(c.in_dim) + ", F, H, W] with even H and W");
   expect_shape(v, x.shape(), "velocity output");
   ScratchScope scope(be.arena());
-  const DType cd = be.compute_dtype();
-  const int64_t gf = x.dim(1), gh = x.dim(2) / 2, gw = x.dim(3) / 2, tokens = gf * gh * gw, d = c.dim;
+  const Grid grid{x.dim(1), x.dim(2) / 2, x.dim(3) / 2};
+  Tensor tokens = be.scratch({grid.tokens(), c.patch_features()}, DType::f32);
+  be.patchify(tokens, x);
+  Tensor out = be.scratch({grid.tokens(), c.out_features()}, DType::f32);
+  forward_tokens(out, tokens, grid, timestep, context, nullptr);
+  be.unpatchify(v, out);
+}
 
-  // Patch embedding: tokens in the compute dtype, then the residual stream in fp32 (spec §1.8).
-  Tensor patches = be.scratch({tokens, c.patch_features()}, cd);
-  be.patchify(patches, x);
-  Tensor embedded = be.scratch({tokens, d}, cd);
+void DiT::forward_tokens(Tensor& v, const Tensor& x, const Grid& grid, double timestep, const ContextCache& context,
+                         parallel::SequenceParallel* sp) {
+  const auto& c = config_;
+  Backend& be = backend_;
+  const int64_t rows = x.dim(0), d = c.dim;
+  const int64_t first = sp ? sp->first_token() : 0;
+  if (x.dim(-1) != c.patch_features() || v.numel() != rows * c.out_features() ||
+      (sp ? rows != sp->shard_tokens() || sp->total_tokens() != grid.tokens() : rows != grid.tokens()))
+    throw std::invalid_argument("token latent has shape " + shape_string(x.shape()) + " for a grid of " +
+                                std::to_string(grid.tokens()) + " tokens");
+  ScratchScope scope(be.arena());
+  const DType cd = be.compute_dtype();
+  const float attn_scale = 1.f / std::sqrt(static_cast<float>(c.head_dim()));
+
+  // Patch embedding in the compute dtype, then the residual stream in fp32 (spec §1.8).
+  Tensor patches = be.scratch({rows, c.patch_features()}, cd);
+  be.copy(patches, x);
+  Tensor embedded = be.scratch({rows, d}, cd);
   be.linear(embedded, patches, w_.patch.w, &w_.patch.b, Epilogue::none);
-  Tensor h = be.scratch({tokens, d}, DType::f32);
+  Tensor h = be.scratch({rows, d}, DType::f32);
   be.copy(h, embedded);
 
   const TimeEmbedding time = time_embedding(timestep);
-  const RopeAngles& rope = rope_angles(gf, gh, gw);
-  const Tensor& rope_cos = rope.cos;
-  const Tensor& rope_sin = rope.sin;
-
+  const RopeAngles& rope = rope_angles(grid, first, rows);  // global positions of my rows
   for (int i = 0; i < c.layers; ++i) {
     if (observer_) observer_(i, h);
     ScratchScope block_scope(be.arena());
     const Tensor m = block_modulation(i, time);
-    const AttentionInputs in = attention_inputs(i, h, m, rope_cos, rope_sin);
-    finish_block(i, h, m, in, in.k, in.v, tokens, context);
+    const AttentionInputs in = attention_inputs(i, h, m, rope.cos, rope.sin);
+    Tensor attn = be.scratch({rows, c.heads, c.head_dim()}, cd);
+    if (sp) sp->attention(be, in.q, in.k, in.v, attn, attn_scale);
+    else be.attention(attn, nullptr, in.q, in.k, in.v, rows, attn_scale);
+    finish_block(i, h, m, attn, context);
   }
   if (observer_) observer_(c.layers, h);
-
-  Tensor out = be.scratch({tokens, c.out_features()}, DType::f32);
-  head(out, h, time);
-  be.unpatchify(v, out);
+  head(v, h, time);
 }
 
-const DiT::RopeAngles& DiT::rope_angles(int64_t frames, int64_t rows, int64_t cols) {
-  auto it = rope_cache_.find({frames, rows, cols});
+const DiT::RopeAngles& DiT::rope_angles(const Grid& grid, int64_t first, int64_t count) {
+  const std::array<int64_t, 5> key = {grid.frames, grid.rows, grid.cols, first, count};
+  auto it = rope_cache_.find(key);
   if (it != rope_cache_.end()) return it->second;
-  const int64_t tokens = frames * rows * cols, pairs = config_.head_dim() / 2;
-  const RopeTable table = rope_table(config_.head_dim(), frames, rows, cols, 0, tokens);
-  RopeAngles angles{backend_.allocate({tokens, pairs}, DType::f32), backend_.allocate({tokens, pairs}, DType::f32)};
+  const int64_t pairs = config_.head_dim() / 2;
+  const RopeTable table = rope_table(config_.head_dim(), grid.frames, grid.rows, grid.cols, first, count);
+  RopeAngles angles{backend_.allocate({count, pairs}, DType::f32), backend_.allocate({count, pairs}, DType::f32)};
   backend_.upload(angles.cos, table.cos.data());
   backend_.upload(angles.sin, table.sin.data());
-  return rope_cache_.emplace(std::array<int64_t, 3>{frames, rows, cols}, std::move(angles)).first->second;
+  return rope_cache_.emplace(key, std::move(angles)).first->second;
 }
 
 void DiT::head(Tensor& tokens, const Tensor& h, const TimeEmbedding& time) {
@@ -182,8 +199,8 @@ AttentionInputs DiT::attention_inputs(int index, const Tensor& h, const Tensor& 
   return in;
 }
 
-void DiT::finish_block(int index, Tensor& h, const Tensor& m, const AttentionInputs& mine, const Tensor& k_all,
-                       const Tensor& v_all, int64_t kv_valid, const ContextCache& context) {
+void DiT::finish_block(int index, Tensor& h, const Tensor& m, const Tensor& self_attention,
+                       const ContextCache& context) {
   const auto& c = config_;
   Backend& be = backend_;
   const auto& b = w_.blocks[index];
@@ -193,11 +210,9 @@ void DiT::finish_block(int index, Tensor& h, const Tensor& m, const AttentionInp
   const float eps = static_cast<float>(c.eps);
   const float attn_scale = 1.f / std::sqrt(static_cast<float>(hd));
 
-  // Self-attention output, gated residual (spec §1.4 step 2).
-  Tensor attn = be.scratch({rows, heads, hd}, cd);
-  be.attention(attn, nullptr, mine.q, k_all, v_all, kv_valid, attn_scale);
+  // Self-attention output projection, gated residual (spec §1.4 step 2).
   Tensor y = be.scratch({rows, d}, cd);
-  be.linear(y, attn.view({rows, d}), b.o.w, &b.o.b, Epilogue::none);
+  be.linear(y, self_attention.view({rows, d}), b.o.w, &b.o.b, Epilogue::none);
   be.add_gated(h, y, row(m, 2));
 
   // 3. Cross-attention on the affine LayerNorm, no gate; K/V come from the context cache.
@@ -207,6 +222,7 @@ void DiT::finish_block(int index, Tensor& h, const Tensor& m, const AttentionInp
   Tensor q2 = q.view({rows, d});
   be.linear(q2, cn, b.cross_q.w, &b.cross_q.b, Epilogue::none);
   be.rms_norm(q2, q2, b.cross_norm_q, eps);
+  Tensor attn = be.scratch({rows, heads, hd}, cd);
   be.attention(attn, nullptr, q, context.k[index], context.v[index], c.text_len, attn_scale);
   be.linear(y, attn.view({rows, d}), b.cross_o.w, &b.cross_o.b, Epilogue::none);
   be.add(h, y);

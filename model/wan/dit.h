@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "model/core/backend.h"
+#include "model/parallel/sequence_parallel.h"
 #include "model/wan/dit_config.h"
 #include "model/wan/dit_weights.h"
 
@@ -44,6 +45,16 @@ class DiT {
   // v = DiT(x, t, context): x and v [C, F, H, W] f32 tensors on the backend.
   void forward(Tensor& v, const Tensor& x, double timestep, const ContextCache& context);
 
+  // The same on the latent in token form (Backend::patchify): x and v [rows, 4·C] f32 for tokens
+  // [first, first + rows) of a grid of (frames, rows, cols) patches. With sp, this rank's shard (rows =
+  // sp->shard_tokens(), padding rows past the end of the grid); without, all tokens.
+  struct Grid {
+    int64_t frames, rows, cols;
+    int64_t tokens() const { return frames * rows * cols; }
+  };
+  void forward_tokens(Tensor& v, const Tensor& x, const Grid& grid, double timestep, const ContextCache& context,
+                      parallel::SequenceParallel* sp);
+
   // The pieces of a forward, for callers that split the tokens (sequence parallel) or check a slice. Tensors
   // come from the scratch arena: valid until the caller's arena mark is rewound.
   TimeEmbedding time_embedding(double timestep);
@@ -52,9 +63,9 @@ class DiT {
   // q, k, v of `h` rows (residual stream, f32) whose RoPE angles are rope_cos/rope_sin [rows, head_dim/2].
   AttentionInputs attention_inputs(int index, const Tensor& h, const Tensor& m, const Tensor& rope_cos,
                                    const Tensor& rope_sin);
-  // The rest of block `index` for the rows of h, whose self-attention sees keys k_all and values v_all.
-  void finish_block(int index, Tensor& h, const Tensor& m, const AttentionInputs& mine, const Tensor& k_all,
-                    const Tensor& v_all, int64_t kv_valid, const ContextCache& context);
+  // The rest of block `index` for the rows of h, given their self-attention output attn [rows, heads, head_dim]:
+  // output projection and gated residual, cross-attention, FFN.
+  void finish_block(int index, Tensor& h, const Tensor& m, const Tensor& attn, const ContextCache& context);
   // Head: tokens [rows, C·4] f32 of the residual rows h.
   void head(Tensor& tokens, const Tensor& h, const TimeEmbedding& time);
 
@@ -68,13 +79,13 @@ class DiT {
   struct RopeAngles {
     Tensor cos, sin;
   };
-  const RopeAngles& rope_angles(int64_t frames, int64_t rows, int64_t cols);
+  const RopeAngles& rope_angles(const Grid& grid, int64_t first, int64_t count);
 
   Backend& backend_;
   DitConfig config_;
   DitWeights w_;
   BlockObserver observer_;
-  std::map<std::array<int64_t, 3>, RopeAngles> rope_cache_;
+  std::map<std::array<int64_t, 5>, RopeAngles> rope_cache_;
 };
 
 }  // namespace ditrun::wan

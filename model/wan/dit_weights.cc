@@ -90,6 +90,23 @@ std::string diffusers_name(const std::string& name) {
 
 namespace {
 
+// The patch embedding is stored as a Conv3d weight [D, C, 1, 2, 2] (columns c·4 + kh·2 + kw); the model takes
+// tokens in head order (columns (kh·2 + kw)·C + c, see Backend::patchify), so its columns are permuted once here.
+void permute_patch_columns(std::vector<float>& w, int64_t rows, int64_t channels) {
+  std::vector<float> row(static_cast<size_t>(channels * 4));
+  for (int64_t r = 0; r < rows; ++r) {
+    float* p = w.data() + r * channels * 4;
+    for (int64_t c = 0; c < channels; ++c)
+      for (int64_t k = 0; k < 4; ++k) row[k * channels + c] = p[c * 4 + k];
+    std::copy(row.begin(), row.end(), p);
+  }
+}
+
+// Host values of one weight as the device wants them (layout fixes applied).
+void to_device_layout(const WeightSpec& s, std::vector<float>& host) {
+  if (s.shape.size() == 5) permute_patch_columns(host, s.shape[0], s.shape[1]);
+}
+
 // Stored shapes of the modulation tables drop their leading 1 and the patch conv its kernel dims on the device.
 Shape device_shape(const WeightSpec& s) {
   if (s.shape.size() == 3 && s.shape[0] == 1) return {s.shape[1], s.shape[2]};
@@ -153,6 +170,7 @@ DitWeights load_dit_weights(Backend& backend, const DitConfig& config, const std
     const io::TensorInfo& t = *by_name.at(s.name);
     host.resize(static_cast<size_t>(t.numel()));
     io::copy_to_f32(t, host.data());
+    to_device_layout(s, host);
     *s.target = backend.allocate(device_shape(s), dtype_for(backend, s));
     backend.upload(*s.target, host.data());
   }
@@ -175,6 +193,7 @@ DitWeights random_dit_weights(Backend& backend, const DitConfig& config, uint64_
     const float mean = (is_norm && !is_bias) ? 1.f : 0.f;
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n; ++i) host[i] = mean + std_dev * philox_normal(seed, stream, static_cast<uint64_t>(i));
+    to_device_layout(s, host);
     *s.target = backend.allocate(device_shape(s), dtype_for(backend, s));
     backend.upload(*s.target, host.data());
   }

@@ -98,10 +98,11 @@ int main(int argc, char** argv) {
     cpu->upload(h, residual[block].data());
     const Tensor m = dit.block_modulation(block, time);
     const wan::AttentionInputs all = dit.attention_inputs(block, h, m, rope_cos, rope_sin);
-    wan::AttentionInputs mine{all.q.slice(first, first + slice_rows), all.k.slice(first, first + slice_rows),
-                              all.v.slice(first, first + slice_rows)};
+    Tensor attn = cpu->allocate({slice_rows, c.heads, c.head_dim()}, DType::f32);
+    cpu->attention(attn, nullptr, all.q.slice(first, first + slice_rows), all.k, all.v, tokens,
+                   1.f / std::sqrt(static_cast<float>(c.head_dim())));
     Tensor h_slice = h.slice(first, first + slice_rows);
-    dit.finish_block(block, h_slice, m, mine, all.k, all.v, tokens, cache);
+    dit.finish_block(block, h_slice, m, attn, cache);
     std::vector<float> want(static_cast<size_t>(slice_rows) * c.dim);
     cpu->download(h_slice, want.data());
     const std::vector<float> got(residual[block + 1].begin() + first * c.dim,

@@ -1,0 +1,105 @@
+#include "model/parallel/sequence_parallel.h"
+
+#include <algorithm>
+#include <stdexcept>
+
+#include "comm/ulysses.h"
+
+namespace ditrun::parallel {
+
+namespace {
+
+// Valid (non-padding) keys of the chunk that starts at token `first`.
+int64_t valid_keys(int64_t total, int64_t first, int64_t chunk) {
+  return std::clamp<int64_t>(total - first, 0, chunk);
+}
+
+}  // namespace
+
+SequenceParallel::SequenceParallel(comm::Comm& ulysses, comm::Comm& ring, int64_t total_tokens, bool overlap)
+    : ulysses_(ulysses), ring_(ring), total_(total_tokens), overlap_(overlap) {
+  const int64_t p = degree();
+  shard_ = (total_tokens + p - 1) / p;
+}
+
+void SequenceParallel::attention(Backend& be, const Tensor& q, const Tensor& k, const Tensor& v, Tensor& out,
+                                 float scale) {
+  const int64_t heads = q.dim(1), d = q.dim(2);
+  const int u = ulysses_.size();
+  const comm::Stream stream{be.stream_handle()};
+  const Arena::Mark mark = be.arena().mark();
+  if (u == 1) {
+    // Ring only: K and V side by side so one exchange moves both.
+    Tensor kv = be.scratch({2, shard_, heads, d}, be.compute_dtype());
+    Tensor k0 = kv.slice(0, 1).view(k.shape()), v0 = kv.slice(1, 2).view(v.shape());
+    be.copy(k0, k);
+    be.copy(v0, v);
+    ring_attention(be, q, kv, out, shard_, scale);
+    be.arena().rewind(mark);
+    return;
+  }
+  // Ulysses: my tokens × all heads -> the group's tokens × my heads (padded heads are zeros).
+  const comm::UlyssesShape shape{static_cast<size_t>(shard_), static_cast<size_t>(heads), static_cast<size_t>(d),
+                                 be.compute_dtype()};
+  const int64_t local_heads = static_cast<int64_t>(shape.padded_heads(u)) / u, chunk = shard_ * u;
+  Tensor scratch = be.scratch({chunk, local_heads, d}, be.compute_dtype());
+  Tensor q_heads = be.scratch({chunk, local_heads, d}, be.compute_dtype());
+  Tensor kv = be.scratch({2, chunk, local_heads, d}, be.compute_dtype());
+  Tensor k_heads = kv.slice(0, 1).view({chunk, local_heads, d}), v_heads = kv.slice(1, 2).view({chunk, local_heads, d});
+  comm::scatter_heads_gather_sequence(ulysses_, shape, q.data(), scratch.data(), q_heads.data(), stream);
+  comm::scatter_heads_gather_sequence(ulysses_, shape, k.data(), scratch.data(), k_heads.data(), stream);
+  comm::scatter_heads_gather_sequence(ulysses_, shape, v.data(), scratch.data(), v_heads.data(), stream);
+  Tensor o_heads = be.scratch({chunk, local_heads, d}, be.compute_dtype());
+  ring_attention(be, q_heads, kv, o_heads, chunk, scale);
+  comm::gather_heads_scatter_sequence(ulysses_, shape, o_heads.data(), scratch.data(), out.data(), stream);
+  // Sent per all-to-all: every block but my own; four of them (q, k, v out, o back).
+  stats_.ulysses_bytes += 4.0 * static_cast<double>(scratch.bytes()) * (u - 1) / u;
+  stats_.ulysses_exchanges += 4;
+  be.arena().rewind(mark);
+}
+
+void SequenceParallel::ring_attention(Backend& be, const Tensor& q, Tensor& kv, Tensor& out, int64_t chunk,
+                                      float scale) {
+  const int r = ring_.size(), me = ring_.rank();
+  const int64_t rows = q.dim(0), heads = q.dim(1), d = q.dim(2);
+  const Shape part_shape = {chunk, heads, d};
+  if (r == 1) {
+    Tensor k = kv.slice(0, 1).view(part_shape), v = kv.slice(1, 2).view(part_shape);
+    be.attention(out, nullptr, q, k, v, valid_keys(total_, 0, chunk), scale);
+    return;
+  }
+  // Accumulate in fp32; each step attends to the chunk in hand while the next one travels (spec §7).
+  Tensor acc = be.scratch({rows, heads, d}, DType::f32), lse = be.scratch({heads, rows}, DType::f32);
+  Tensor part = be.scratch({rows, heads, d}, be.compute_dtype()), part_lse = be.scratch({heads, rows}, DType::f32);
+  Tensor incoming = be.scratch(kv.shape(), kv.dtype());
+  Tensor* hold = &kv;
+  Tensor* next = &incoming;
+  const comm::Stream compute{be.stream_handle()};
+  const comm::Stream comm_stream{overlap_ && be.comm_stream_handle() ? be.comm_stream_handle() : be.stream_handle()};
+  for (int step = 0; step < r; ++step) {
+    std::unique_ptr<comm::Pending> pending;
+    if (step + 1 < r) {
+      be.comm_waits_for_compute();  // the block to send is written and the buffer to fill is no longer read
+      pending = ring_.send_recv(hold->data(), (me + 1) % r, next->data(), (me - 1 + r) % r,
+                                static_cast<size_t>(hold->numel()), hold->dtype(), comm_stream);
+      stats_.ring_bytes += static_cast<double>(hold->bytes());
+      ++stats_.ring_exchanges;
+      if (!overlap_) pending->wait(compute);
+    }
+    const int holder = (me - step + r) % r;  // whose chunk is in hand
+    Tensor k = hold->slice(0, 1).view(part_shape), v = hold->slice(1, 2).view(part_shape);
+    const int64_t keys = valid_keys(total_, holder * chunk, chunk);
+    if (step == 0) {
+      be.attention(part, &lse, q, k, v, keys, scale);
+      be.copy(acc, part);
+    } else {
+      be.attention(part, &part_lse, q, k, v, keys, scale);
+      be.attention_merge(acc, lse, part, part_lse);
+    }
+    if (pending) pending->wait(compute);
+    std::swap(hold, next);
+  }
+  be.copy(out, acc);
+}
+
+}  // namespace ditrun::parallel

@@ -1,0 +1,52 @@
+// USP sequence parallelism (spec §7): each rank of the sequence-parallel group owns a contiguous token shard for
+// the whole loop; self-attention gathers what it needs with a Ulysses all-to-all (scatter heads, gather sequence)
+// inside the Ulysses group and rotates K/V blocks around the ring group, merging partial results by log-sum-exp.
+// Heads the Ulysses degree does not divide are padded; tokens past the end are padding, masked as keys.
+#pragma once
+#include <cstdint>
+
+#include "comm/comm.h"
+#include "model/core/backend.h"
+
+namespace ditrun::parallel {
+
+// What the attention moved and waited for, counted by the code (bytes sent by this rank).
+struct CommStats {
+  double ulysses_bytes = 0;
+  double ring_bytes = 0;
+  int64_t ulysses_exchanges = 0;
+  int64_t ring_exchanges = 0;
+  void reset() { *this = {}; }
+};
+
+class SequenceParallel {
+ public:
+  // ulysses, ring: this rank's groups (size 1 when that axis is not split); total_tokens = F·H/2·W/2.
+  // With overlap, ring exchanges run on the backend's communication stream while the current block computes.
+  SequenceParallel(comm::Comm& ulysses, comm::Comm& ring, int64_t total_tokens, bool overlap = true);
+
+  int degree() const { return ulysses_.size() * ring_.size(); }
+  int rank() const { return ring_.rank() * ulysses_.size() + ulysses_.rank(); }  // position in the sp group
+  int64_t total_tokens() const { return total_; }
+  int64_t shard_tokens() const { return shard_; }                 // padded: ceil(total / degree)
+  int64_t first_token() const { return rank() * shard_; }
+  const CommStats& stats() const { return stats_; }
+  CommStats& stats() { return stats_; }
+  void set_overlap(bool overlap) { overlap_ = overlap; }
+
+  // Self-attention of this shard: q, k, v, out [shard, heads, head_dim] in the backend's compute dtype.
+  void attention(Backend& be, const Tensor& q, const Tensor& k, const Tensor& v, Tensor& out, float scale);
+
+ private:
+  // Attention of local queries over the ring's K/V chunks (each `chunk` tokens; chunk c starts at c·chunk).
+  void ring_attention(Backend& be, const Tensor& q, Tensor& kv, Tensor& out, int64_t chunk, float scale);
+
+  comm::Comm& ulysses_;
+  comm::Comm& ring_;
+  int64_t total_;
+  int64_t shard_;
+  bool overlap_;
+  CommStats stats_;
+};
+
+}  // namespace ditrun::parallel
