@@ -25,6 +25,68 @@ std::string latents_path(const Job& job, const PromptItem& prompt) {
   return (std::filesystem::path(job.output.dir) / (prompt.id + ".latents.h5")).string();
 }
 
+DenoiseLoop::DenoiseLoop(wan::DiT& dit, const SamplingParams& s, uint64_t seed, comm::Comm* cfg,
+                         parallel::SequenceParallel* sp, const wan::ContextCache* cond,
+                         const wan::ContextCache* uncond)
+    : dit_(dit), params_(s), cfg_(cfg), sp_(sp), cond_(cond), uncond_(uncond), shape_(latent_shape(s)),
+      grid_{shape_[1], shape_[2] / 2, shape_[3] / 2},
+      schedule_(sampling::flow_schedule(s.steps, s.shift, sampling::SigmaGrid::wan)) {
+  Backend& be = dit.backend();
+  const int features = dit.config().out_features();
+  rows_ = sp ? sp->shard_tokens() : grid_.tokens();
+  const int64_t first = sp ? sp->first_token() : 0;
+  const Shape token_shape = {rows_, features};
+  solver_ = sampling::make_solver(s.solver, be, schedule_, token_shape);
+  x_ = be.allocate(token_shape, DType::f32);
+  const auto noise = sampling::token_noise(seed, shape_[0], shape_[1], shape_[2], shape_[3], first, rows_);
+  be.upload(x_, noise.data());
+  // Both velocities side by side, so a cfg pair exchanges them with one all-gather.
+  pair_ = be.allocate({2, rows_ * features}, DType::f32);
+  v_cond_ = pair_.slice(0, 1).view(token_shape);
+  v_uncond_ = pair_.slice(1, 2).view(token_shape);
+  v_ = be.allocate(token_shape, DType::f32);
+}
+
+void DenoiseLoop::step(int i) {
+  Backend& be = dit_.backend();
+  const double timestep = schedule_.timesteps[i];
+  if (cond_) dit_.forward_tokens(v_cond_, x_, grid_, timestep, *cond_, sp_);
+  if (uncond_) dit_.forward_tokens(v_uncond_, x_, grid_, timestep, *uncond_, sp_);
+  const bool split = cfg_ && cfg_->size() == 2 && params_.guidance != 1.0;
+  if (split) {
+    const auto t = Clock::now();
+    Tensor& mine = cfg_->rank() == 0 ? v_cond_ : v_uncond_;
+    cfg_->all_gather(mine.data(), pair_.data(), static_cast<size_t>(mine.numel()), DType::f32,
+                     comm::Stream{be.stream_handle()});
+    be.synchronize();
+    cfg_seconds_ += seconds_since(t);
+  }
+  if (params_.guidance != 1.0) {  // v = v_u + g·(v_c − v_u)
+    const float g = static_cast<float>(params_.guidance);
+    const float coeffs[2] = {g, 1.f - g};
+    const Tensor* in[2] = {&v_cond_, &v_uncond_};
+    be.lincomb(v_, coeffs, in);
+    solver_->step(i, v_, x_);
+  } else {
+    solver_->step(i, v_cond_, x_);
+  }
+}
+
+std::vector<float> DenoiseLoop::gather_latent(comm::Comm* sp_group) {
+  Backend& be = dit_.backend();
+  Tensor all_tokens = x_;
+  if (sp_) {
+    all_tokens = be.allocate({rows_ * sp_group->size(), x_.dim(1)}, DType::f32);
+    sp_group->all_gather(x_.data(), all_tokens.data(), static_cast<size_t>(x_.numel()), DType::f32,
+                         comm::Stream{be.stream_handle()});
+  }
+  Tensor latent = be.allocate(shape_, DType::f32);
+  be.unpatchify(latent, all_tokens.slice(0, grid_.tokens()));
+  std::vector<float> host(static_cast<size_t>(latent.numel()));
+  be.download(latent, host.data());
+  return host;
+}
+
 nlohmann::json denoise_prompt(DenoiseContext& c, const PromptItem& prompt) {
   const std::string out_path = latents_path(c.job, prompt);
   nlohmann::json entry = {{"id", prompt.id}, {"output", out_path}};
@@ -35,8 +97,6 @@ nlohmann::json denoise_prompt(DenoiseContext& c, const PromptItem& prompt) {
   const auto start = Clock::now();
   Backend& be = c.dit.backend();
   const SamplingParams& s = prompt.sampling;
-  const Shape shape = latent_shape(s);
-  const int64_t numel = shape_numel(shape);
   const bool use_cfg = s.guidance != 1.0;
   const bool split_cfg = use_cfg && c.cfg && c.cfg->size() == 2;
   // With a cfg pair, rank 0 of the pair runs the conditional pass and rank 1 the unconditional one.
@@ -56,72 +116,24 @@ nlohmann::json denoise_prompt(DenoiseContext& c, const PromptItem& prompt) {
   be.synchronize();
   entry["context_seconds"] = seconds_since(t);
 
-  // The latent in token form, this rank's shard of it (all of it without sequence parallel).
-  const wan::DiT::Grid grid{shape[1], shape[2] / 2, shape[3] / 2};
-  const int features = c.dit.config().out_features();
+  const Shape shape = latent_shape(s);
   std::optional<parallel::SequenceParallel> sp;
-  if (c.sp && c.sp->size() > 1) sp.emplace(*c.ulysses, *c.ring, grid.tokens());
-  const int64_t rows = sp ? sp->shard_tokens() : grid.tokens();
-  const int64_t first = sp ? sp->first_token() : 0;
-  const Shape token_shape = {rows, features};
-  const int64_t local = rows * features;
-
-  const sampling::Schedule schedule = sampling::flow_schedule(s.steps, s.shift, sampling::SigmaGrid::wan);
-  auto solver = sampling::make_solver(s.solver, be, schedule, token_shape);
-  Tensor x = be.allocate(token_shape, DType::f32);
-  {
-    const auto noise = sampling::token_noise(prompt.seed, shape[0], shape[1], shape[2], shape[3], first, rows);
-    be.upload(x, noise.data());
-  }
-  // Both velocities side by side, so a cfg pair exchanges them with one all-gather.
-  Tensor pair = be.allocate({2, local}, DType::f32);
-  Tensor v_cond = pair.slice(0, 1).view(token_shape), v_uncond = pair.slice(1, 2).view(token_shape);
-  Tensor v = be.allocate(token_shape, DType::f32);
-  const comm::Stream stream{be.stream_handle()};
-
+  if (c.sp && c.sp->size() > 1) sp.emplace(*c.ulysses, *c.ring, shape[1] * (shape[2] / 2) * (shape[3] / 2));
+  DenoiseLoop loop(c.dit, s, prompt.seed, c.cfg, sp ? &*sp : nullptr, runs_cond ? &cond : nullptr,
+                   runs_uncond ? &uncond : nullptr);
   nlohmann::json step_seconds = nlohmann::json::array();
-  double comm_seconds = 0;
-  parallel::SequenceParallel* sp_ptr = sp ? &*sp : nullptr;
-  for (int i = 0; i < s.steps; ++i) {
+  for (int i = 0; i < loop.steps(); ++i) {
     t = Clock::now();
-    const double timestep = schedule.timesteps[i];
-    if (runs_cond) c.dit.forward_tokens(v_cond, x, grid, timestep, cond, sp_ptr);
-    if (runs_uncond) c.dit.forward_tokens(v_uncond, x, grid, timestep, uncond, sp_ptr);
-    if (split_cfg) {
-      const auto tc = Clock::now();
-      Tensor mine = c.cfg->rank() == 0 ? v_cond : v_uncond;
-      c.cfg->all_gather(mine.data(), pair.data(), static_cast<size_t>(local), DType::f32, stream);
-      be.synchronize();
-      comm_seconds += seconds_since(tc);
-    }
-    if (use_cfg) {  // v = v_u + g·(v_c − v_u)
-      const float g = static_cast<float>(s.guidance);
-      const float coeffs[2] = {g, 1.f - g};
-      const Tensor* in[2] = {&v_cond, &v_uncond};
-      be.lincomb(v, coeffs, in);
-      solver->step(i, v, x);
-    } else {
-      solver->step(i, v_cond, x);
-    }
+    loop.step(i);
     be.synchronize();
     step_seconds.push_back(seconds_since(t));
-    if (c.shows_steps) c.progress.bar(prompt.id + " step", i + 1, s.steps);
+    if (c.shows_steps) c.progress.bar(prompt.id + " step", i + 1, loop.steps());
   }
-
   // The shards come together once, for the output.
-  Tensor all_tokens = x;
-  if (sp) {
-    all_tokens = be.allocate({rows * c.sp->size(), features}, DType::f32);
-    c.sp->all_gather(x.data(), all_tokens.data(), static_cast<size_t>(local), DType::f32, stream);
-    be.synchronize();
-  }
+  const std::vector<float> latent = loop.gather_latent(c.sp);
   if (c.writes_output) {
-    Tensor latent = be.allocate(shape, DType::f32);
-    be.unpatchify(latent, all_tokens.slice(0, grid.tokens()));
-    std::vector<float> host(static_cast<size_t>(numel));
-    be.download(latent, host.data());
     io::Hdf5Writer writer(out_path);
-    writer.file().write_f32("latents", host.data(), shape);
+    writer.file().write_f32("latents", latent.data(), shape);
     writer.file().write_attribute("/", "prompt_id", prompt.id);
     writer.file().write_attribute("/", "prompt", prompt.prompt);
     writer.file().write_attribute("/", "seed", std::to_string(prompt.seed));
@@ -131,7 +143,7 @@ nlohmann::json denoise_prompt(DenoiseContext& c, const PromptItem& prompt) {
   }
   if (sp) {
     entry["sequence_parallel"] = {{"degree", sp->degree()},
-                                  {"shard_tokens", rows},
+                                  {"shard_tokens", sp->shard_tokens()},
                                   {"ulysses_bytes_sent", sp->stats().ulysses_bytes},
                                   {"ring_bytes_sent", sp->stats().ring_bytes}};
   }
@@ -140,7 +152,7 @@ nlohmann::json denoise_prompt(DenoiseContext& c, const PromptItem& prompt) {
   entry["steps"] = s.steps;
   entry["latent_shape"] = shape;
   entry["step_seconds"] = step_seconds;
-  entry["cfg_exchange_seconds"] = comm_seconds;
+  entry["cfg_exchange_seconds"] = loop.cfg_exchange_seconds();
   entry["seconds"] = seconds_since(start);
   return entry;
 }

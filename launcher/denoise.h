@@ -13,6 +13,9 @@
 #include "launcher/embeddings.h"
 #include "launcher/job.h"
 #include "launcher/progress.h"
+#include "model/parallel/sequence_parallel.h"
+#include "model/sampling/schedule.h"
+#include "model/sampling/solver.h"
 #include "model/wan/dit.h"
 
 namespace ditrun {
@@ -32,6 +35,36 @@ struct DenoiseContext {
 
 // The latent shape [16, 1 + (frames − 1)/4, height/8, width/8] of a prompt (spec §2).
 Shape latent_shape(const SamplingParams& s);
+
+// The denoising loop of one prompt on this rank: the token shard of the latent, both CFG passes (split over a cfg
+// pair, exchanged with one all-gather per step), the guidance combine and the solver update.
+class DenoiseLoop {
+ public:
+  // cond / uncond: the context caches this rank needs (null for a pass it does not run).
+  DenoiseLoop(wan::DiT& dit, const SamplingParams& s, uint64_t seed, comm::Comm* cfg, parallel::SequenceParallel* sp,
+              const wan::ContextCache* cond, const wan::ContextCache* uncond);
+  int steps() const { return schedule_.steps(); }
+  void step(int i);
+  // The whole latent [C,F,H,W] on the host (collective over the sp group; every member gets it).
+  std::vector<float> gather_latent(comm::Comm* sp_group);
+  double cfg_exchange_seconds() const { return cfg_seconds_; }
+  const Shape& shape() const { return shape_; }
+
+ private:
+  wan::DiT& dit_;
+  SamplingParams params_;
+  comm::Comm* cfg_;
+  parallel::SequenceParallel* sp_;
+  const wan::ContextCache* cond_;
+  const wan::ContextCache* uncond_;
+  Shape shape_;
+  wan::DiT::Grid grid_;
+  int64_t rows_;
+  sampling::Schedule schedule_;
+  std::unique_ptr<sampling::Solver> solver_;
+  Tensor x_, pair_, v_cond_, v_uncond_, v_;
+  double cfg_seconds_ = 0;
+};
 
 // The output file of a prompt.
 std::string latents_path(const Job& job, const PromptItem& prompt);

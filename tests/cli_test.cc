@@ -296,10 +296,10 @@ TEST_F(Cli, BadInputUnderMpirunIsOneLineAndCode2AndWritesNothing) {
   EXPECT_EQ(count_lines_with(wrong_world.err, "ditrun: error:"), 1) << wrong_world.err;
   EXPECT_NE(wrong_world.err.find("not a multiple of"), std::string::npos) << wrong_world.err;
 
-  std::string sp = kJob;
-  sp.replace(sp.find("cfg = 2"), 7, "ulysses = 2");
-  write("sp.toml", sp);
-  Result unsupported = run(mpirun(2) + " run sp.toml");
+  std::string pf = kJob;
+  pf.replace(pf.find("cfg = 2"), 7, "pipefusion = 2");
+  write("pf.toml", pf);
+  Result unsupported = run(mpirun(2) + " run pf.toml");
   EXPECT_EQ(unsupported.code, 2);
   EXPECT_NE(unsupported.err.find("not implemented in this build yet"), std::string::npos) << unsupported.err;
 
