@@ -1,0 +1,188 @@
+// Time per denoising step (CFG: two DiT passes) for several parallel layouts of the same ranks, on GPUs with NCCL
+// (or CPUs with MPI): speedup and efficiency against one GPU, bytes each rank sends per step (counted by the
+// code, next to the formula), communication time measured alone, and the share of the ring exchange hidden
+// behind compute (step time with overlap off minus on, over the exchange time).
+//   mpirun -np 2 sp_step_bench --config 14b --size 832x480 --layouts 1,cfg2,ulysses2,ring2 --json out.json
+#include <CLI/CLI.hpp>
+#include <mpi.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "comm/communicators.h"
+#include "comm/cuda_device.h"
+#include "comm/mpi_runtime.h"
+#include "launcher/denoise.h"
+#include "launcher/report.h"
+#include "model/core/philox.h"
+#include "model/wan/dit_source.h"
+#include "partition/plan.h"
+
+using namespace ditrun;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+partition::LayoutRequest parse_layout(const std::string& name) {
+  partition::LayoutRequest r;
+  if (name == "1") return r;
+  std::stringstream ss(name);
+  for (std::string part; std::getline(ss, part, 'x');) {
+    const auto digits = part.find_first_of("0123456789");
+    const std::string axis = part.substr(0, digits);
+    const int degree = std::stoi(part.substr(digits));
+    if (axis == "cfg") r.cfg = degree;
+    else if (axis == "ulysses") r.ulysses = degree;
+    else if (axis == "ring") r.ring = degree;
+    else throw std::runtime_error("layout part " + part + " (cfg<N>, ulysses<N>, ring<N>, joined by x)");
+  }
+  return r;
+}
+
+// Median seconds of `iters` runs of op, after `warmup`, all ranks starting together.
+template <typename Op>
+double median_seconds(comm::MpiRuntime& mpi, Backend& be, int warmup, int iters, Op op) {
+  std::vector<double> t;
+  for (int i = 0; i < warmup + iters; ++i) {
+    be.synchronize();
+    mpi.barrier();
+    const auto start = Clock::now();
+    op(i);
+    be.synchronize();
+    const double s = mpi.max_over_ranks(seconds_since(start));
+    if (i >= warmup) t.push_back(s);
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"time per denoising step for parallel layouts"};
+  std::string config = "1.3b", size = "832x480", layouts_arg = "1,cfg2,ulysses2,ring2", json_path;
+  int frames = 81, warmup = 1, iters = 2;
+  app.add_option("--config", config)->capture_default_str();
+  app.add_option("--size", size)->capture_default_str();
+  app.add_option("--frames", frames)->capture_default_str();
+  app.add_option("--layouts", layouts_arg)->capture_default_str();
+  app.add_option("--warmup", warmup)->capture_default_str();
+  app.add_option("--iters", iters)->capture_default_str();
+  app.add_option("--json", json_path);
+  CLI11_PARSE(app, argc, argv);
+
+  comm::MpiRuntime mpi(&argc, &argv);
+  const bool gpu = comm::cuda_device_count() > 0;
+  if (gpu) comm::select_cuda_device(mpi.local_rank());
+  auto backend = gpu ? make_cuda_backend() : make_cpu_backend();
+  Backend& be = *backend;
+  const auto source = wan::resolve_dit_source("random:" + config + ":5");
+  wan::DiT dit = wan::make_dit(be, source);
+  const auto& c = source.config;
+  std::vector<float> ctx(static_cast<size_t>(c.text_len) * c.text_dim), neg(ctx.size());
+  for (size_t i = 0; i < ctx.size(); ++i) {
+    ctx[i] = 0.2f * philox_normal(5, 1, i);
+    neg[i] = 0.2f * philox_normal(5, 2, i);
+  }
+  const wan::ContextCache cond = dit.encode_context(ctx, c.text_len), uncond = dit.encode_context(neg, c.text_len);
+  SamplingParams params;
+  params.frames = frames;
+  params.width = std::stoi(size.substr(0, size.find('x')));
+  params.height = std::stoi(size.substr(size.find('x') + 1));
+  params.steps = warmup + iters;
+  const Shape shape = latent_shape(params);
+  const int64_t tokens = shape[1] * (shape[2] / 2) * (shape[3] / 2);
+
+  nlohmann::json rows = nlohmann::json::array();
+  double one_gpu = 0;
+  std::stringstream list(layouts_arg);
+  for (std::string name; std::getline(list, name, ',');) {
+    const partition::Plan plan = partition::make_plan(parse_layout(name), partition::Topology(mpi.hosts()));
+    const auto& l = plan.layout();
+    comm::Communicators comms(plan_group_sets(plan), gpu ? comm::Backend::nccl : comm::Backend::mpi);
+    auto cfg = comms.get("cfg"), ulysses = comms.get("ulysses"), ring = comms.get("ring");
+    const auto& coord = *plan.roles(mpi.rank()).dit;
+    const bool split = l.cfg == 2;
+    const wan::ContextCache* my_cond = !split || coord.cfg == 0 ? &cond : nullptr;
+    const wan::ContextCache* my_uncond = !split || coord.cfg == 1 ? &uncond : nullptr;
+    nlohmann::json row = {{"layout", name}, {"ranks", l.ranks_per_replica()}, {"cfg", l.cfg},
+                          {"ulysses", l.ulysses}, {"ring", l.ring}};
+    for (bool overlap : {true, false}) {
+      if (!overlap && l.ring == 1) break;
+      std::optional<parallel::SequenceParallel> sp;
+      if (l.sequence_parallel() > 1) sp.emplace(*ulysses, *ring, tokens, overlap);
+      DenoiseLoop loop(dit, params, 9, cfg.get(), sp ? &*sp : nullptr, my_cond, my_uncond);
+      const double step = median_seconds(mpi, be, warmup, iters, [&](int i) { loop.step(i); });
+      if (!overlap) {
+        row["step_ms_ring_overlap_off"] = step * 1e3;
+        continue;
+      }
+      row["step_ms"] = step * 1e3;
+      if (name == "1") one_gpu = step;
+      if (sp) {
+        row["ulysses_bytes_per_step"] = sp->stats().ulysses_bytes / params.steps;
+        row["ring_bytes_per_step"] = sp->stats().ring_bytes / params.steps;
+      }
+      row["cfg_bytes_per_step"] = split ? static_cast<double>(sp ? sp->shard_tokens() : tokens) * 64 * 4 : 0.0;
+      row["cfg_exchange_ms_per_step"] = loop.cfg_exchange_seconds() / params.steps * 1e3;
+    }
+    // The formulas the counts must match (es: bytes per element of the compute dtype; one pass per rank when cfg
+    // splits, else two).
+    const double passes = split ? 1 : 2, layers = c.layers, d = c.head_dim();
+    const double es = static_cast<double>(dtype_size(be.compute_dtype()));
+    const int64_t sp_degree = l.sequence_parallel(), shard = (tokens + sp_degree - 1) / sp_degree;
+    const double padded_heads = std::ceil(static_cast<double>(c.heads) / l.ulysses) * l.ulysses;
+    row["ulysses_bytes_formula"] =
+        passes * layers * 4 * (l.ulysses - 1.0) / l.ulysses * shard * padded_heads * d * es;
+    row["ring_bytes_formula"] =
+        passes * layers * (l.ring - 1.0) * 2 * shard * l.ulysses * (padded_heads / l.ulysses) * d * es;
+    // Communication alone: the same exchanges, timed without compute.
+    double comm_ms = 0;
+    if (l.ring > 1) {
+      const int64_t count = 2 * shard * l.ulysses * static_cast<int64_t>(padded_heads / l.ulysses) * c.head_dim();
+      Tensor a = be.allocate({count}, be.compute_dtype()), b = be.allocate({count}, be.compute_dtype());
+      const double one = median_seconds(mpi, be, 2, 5, [&](int) {
+        ring->send_recv(a.data(), (ring->rank() + 1) % l.ring, b.data(), (ring->rank() - 1 + l.ring) % l.ring,
+                        static_cast<size_t>(count), be.compute_dtype(), comm::Stream{be.stream_handle()})
+            ->wait(comm::Stream{be.stream_handle()});
+      });
+      comm_ms += one * passes * layers * (l.ring - 1) * 1e3;
+      row["ring_exchange_ms_per_step"] = one * passes * layers * (l.ring - 1) * 1e3;
+    }
+    if (l.ulysses > 1) {
+      const int64_t count = shard * static_cast<int64_t>(padded_heads) * c.head_dim();
+      Tensor a = be.allocate({count}, be.compute_dtype()), b = be.allocate({count}, be.compute_dtype());
+      const double one = median_seconds(mpi, be, 2, 5, [&](int) {
+        ulysses->all_to_all(a.data(), b.data(), static_cast<size_t>(count / l.ulysses), be.compute_dtype(),
+                            comm::Stream{be.stream_handle()});
+      });
+      comm_ms += one * passes * layers * 4 * 1e3;
+      row["ulysses_all_to_all_ms_per_step"] = one * passes * layers * 4 * 1e3;
+    }
+    comm_ms += row["cfg_exchange_ms_per_step"].get<double>();
+    row["comm_ms_per_step_alone"] = comm_ms;
+    if (row.contains("step_ms_ring_overlap_off") && row.contains("ring_exchange_ms_per_step"))
+      row["ring_hidden_share"] = std::clamp(
+          (row["step_ms_ring_overlap_off"].get<double>() - row["step_ms"].get<double>()) /
+              row["ring_exchange_ms_per_step"].get<double>(), 0.0, 1.0);
+    if (one_gpu > 0) {
+      row["speedup"] = one_gpu * 1e3 / row["step_ms"].get<double>();
+      row["efficiency"] = row["speedup"].get<double>() / l.ranks_per_replica();
+    }
+    if (mpi.rank() == 0) std::printf("%s\n", row.dump().c_str());
+    rows.push_back(row);
+  }
+  if (mpi.rank() == 0 && !json_path.empty())
+    std::ofstream(json_path) << nlohmann::json{{"config", c.name}, {"size", size}, {"tokens", tokens},
+                                               {"backend", be.name()}, {"ranks", mpi.size()},
+                                               {"layouts", rows}}.dump(2)
+                             << "\n";
+  return 0;
+}
