@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Multi-GPU checks for the GPU machine (one rank per GPU, NCCL): communicator operations, a failing rank ending the
-# job, and `ditrun run` building and checking every communicator with NCCL. Prints a table last.
+# job, and `ditrun run` with cfg, ulysses and ring layouts against the one-GPU latents. Prints a table last.
 #   bash tests/gpu/multi_gpu_checks.sh BUILD_DIR [RESULTS_DIR]
 set -u
 build=${1:?build directory}
@@ -29,16 +29,35 @@ grep -q "ditrun: error: probe: rank 1 fails on purpose.*(rank 1)" "$results/abor
   && rows+=("  -> ended with rank 1's reason: yes") || rows+=("  -> ended with rank 1's reason: NO")
 
 work=$(mktemp -d)
+# Every layout of the GPUs gives the one-GPU latents (random 1.3B weights, 416x240x17, 3 UniPC steps with CFG).
+python3 - "$work/emb.h5" <<'PY'
+import sys, h5py, numpy as np
+rng = np.random.default_rng(4)
+with h5py.File(sys.argv[1], "w") as f:
+    f["p0000/context"] = (0.2 * rng.standard_normal((20, 4096))).astype(np.float32)
+    f["negative/context"] = (0.2 * rng.standard_normal((8, 4096))).astype(np.float32)
+PY
+job() {  # name, parallel keys
+  printf '[model]\nname = "random:1.3b"\n[parallel]\n%s\n[sampling]\nsteps = 3\nframes = 17\nwidth = 416\nheight = 240\n[output]\ndir = "%s/out-%s"\n[prompts]\nlist = ["a fox"]\nembeddings = "%s/emb.h5"\n' "$2" "$work" "$1" "$work" >"$work/$1.toml"
+}
+job one "replicas = 1"
+check "ditrun run, 1 GPU (reference)" "$results/run_one.log" "$build/ditrun" run "$work/one.toml" --backend cuda
 for layout in "cfg = 2" "ulysses = 2" "ring = 2"; do
   name=${layout%% *}
-  printf '[parallel]\n%s\n[output]\ndir = "%s/out-%s"\n[prompts]\nlist = ["a fox"]\n' "$layout" "$work" "$name" >"$work/$name.toml"
+  job "$name" "$layout"
   check "ditrun run --backend cuda ($layout)" "$results/run_$name.log" "${mpi[@]}" "$build/ditrun" run "$work/$name.toml" --backend cuda
   cp "$work/out-$name/report.json" "$results/report_$name.json" 2>/dev/null
-  python3 - "$work/out-$name/report.json" <<'PY' && rows+=("  -> report: every group checked ok with nccl") || rows+=("  -> report check FAILED")
-import json, sys
-r = json.load(open(sys.argv[1]))
+  python3 - "$work/out-$name" "$work/out-one" <<'PY' && rows+=("$(cat "$work/cmp")") || rows+=("  -> comparison FAILED")
+import json, sys, h5py, numpy as np
+out, ref = sys.argv[1:3]
+r = json.load(open(f"{out}/report.json"))
 checks = [g["check"] for gs in r["plan"]["groups"].values() for g in gs]
-assert r["backend"]["communicators"] == "nccl" and checks and all(c["ok"] and c["backend"] == "nccl" for c in checks)
+assert r["backend"]["communicators"] == "nccl" and all(c["ok"] for c in checks)
+a = h5py.File(f"{out}/p0000.latents.h5")["latents"][:]
+b = h5py.File(f"{ref}/p0000.latents.h5")["latents"][:]
+e = float(np.linalg.norm(a - b) / np.linalg.norm(b))
+open(sys.argv[1] + "/../cmp", "w").write(f"  -> latents vs 1 GPU: relative L2 {e:.2e} ({'ok' if e < 1e-2 else 'TOO FAR'})")
+assert e < 1e-2
 PY
 done
 echo
