@@ -166,7 +166,15 @@ int main(int argc, char** argv) {
       comm_ms += one * passes * layers * 4 * 1e3;
       row["ulysses_all_to_all_ms_per_step"] = one * passes * layers * 4 * 1e3;
     }
-    comm_ms += row["cfg_exchange_ms_per_step"].get<double>();
+    if (split) {  // the velocity all-gather of the cfg pair, alone (in the step it also absorbs the pair's skew)
+      const int64_t count = (sp_degree > 1 ? shard : tokens) * c.out_features();
+      Tensor a = be.allocate({count}, DType::f32), b = be.allocate({2 * count}, DType::f32);
+      const double one = median_seconds(mpi, be, 2, 5, [&](int) {
+        cfg->all_gather(a.data(), b.data(), static_cast<size_t>(count), DType::f32, comm::Stream{be.stream_handle()});
+      });
+      row["cfg_all_gather_ms_per_step"] = one * 1e3;
+      comm_ms += one * 1e3;
+    }
     row["comm_ms_per_step_alone"] = comm_ms;
     if (row.contains("step_ms_ring_overlap_off") && row.contains("ring_exchange_ms_per_step"))
       row["ring_hidden_share"] = std::clamp(

@@ -129,7 +129,7 @@ void read_model(const Reader& r, const toml::table& t, const std::filesystem::pa
   }
   if (auto* n = t.get("backend")) model.backend = r.one_of(*n, "model.backend", {"auto", "cpu", "cuda"});
   // A model directory is relative to the job file, so a job and its model can move together.
-  if (model.name != "tiny") {
+  if (model.name != "tiny" && model.name.rfind("random:", 0) != 0) {
     std::filesystem::path p(model.name);
     if (p.is_relative()) p = file.parent_path() / p;
     model.name = p.lexically_normal().string();

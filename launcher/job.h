@@ -34,7 +34,8 @@ struct PromptItem {
 };
 
 struct ModelSection {
-  std::string name = "tiny";  // "tiny" or a model directory, already resolved against the job file's directory
+  std::string name = "tiny";  // "tiny", "random:<config>[:seed]", or a model directory (resolved against the job
+                              // file's directory)
   std::string backend = "auto";
 };
 

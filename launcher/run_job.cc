@@ -44,9 +44,6 @@ void validate(ValidJob& v, const RunOptions& options, const comm::MpiRuntime& mp
   const std::string& backend = v.job.model.backend;
   if (backend != "auto" && backend != "cpu" && backend != "cuda")
     throw InputError("backend must be auto, cpu or cuda, got \"" + backend + "\"", "--backend");
-  if (v.job.model.name != "tiny" && !std::filesystem::is_directory(v.job.model.name))
-    throw InputError("model directory " + v.job.model.name + " does not exist",
-                     options.job_file + ": model.name");
   try {
     v.plan.emplace(partition::make_plan(v.job.parallel, partition::Topology(mpi.hosts())));
   } catch (const partition::LayoutError& e) {

@@ -4,7 +4,7 @@
 #   bash tests/gpu/multi_gpu_checks.sh BUILD_DIR [RESULTS_DIR]
 set -u
 build=${1:?build directory}
-results=${2:-${OUT:-/tmp/ditrun-gpu-checks}}
+results=${2:-/tmp/ditrun-gpu-checks}
 mkdir -p "$results"
 export NCCL_NVLS_ENABLE=0  # NVLink multicast must stay off on the shared machines
 gpus=$(nvidia-smi -L | wc -l)
