@@ -29,9 +29,10 @@ struct DitForwardOptions {
   std::string input;    // in.h5
   std::string output;   // out.h5
   std::string backend = "cpu";
+  int cfg = 1, ring = 1, ulysses = 1;  // the layout of the launch's ranks (their product = the rank count)
 };
-// `ditrun dit-forward`: one DiT forward on one process (cpu or cuda).
-int dit_forward_command(const DitForwardOptions& options);
+// `ditrun dit-forward`: one DiT forward (cpu or cuda), on one process or under mpirun with a layout.
+int dit_forward_command(const DitForwardOptions& options, int* argc, char*** argv);
 
 // Prints "ditrun: error: <what> (<where>)" (the one-line form of bad input) on stderr.
 void print_input_error(const std::string& what, const std::string& where);

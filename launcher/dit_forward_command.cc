@@ -1,9 +1,17 @@
 // `ditrun dit-forward`: one DiT forward from an HDF5 input, for checking against a reference.
 //   in.h5:  x [16,F,H,W] f32, t (scalar), context [L ≤ 512, text_dim] f32, optional context_null
 //   out.h5: v [16,F,H,W] f32 (and v_null when context_null is given)
+#include <algorithm>
 #include <filesystem>
+#include <optional>
 
+#include "comm/communicators.h"
+#include "comm/cuda_device.h"
+#include "comm/mpi_runtime.h"
 #include "io/hdf5_file.h"
+#include "launcher/report.h"
+#include "model/parallel/sequence_parallel.h"
+#include "partition/plan.h"
 #include "launcher/commands.h"
 #include "launcher/input_error.h"
 #include "model/core/backend.h"
@@ -57,9 +65,48 @@ ForwardInput read_input(const std::string& file, const wan::DitConfig& config) {
 
 }  // namespace
 
-int dit_forward_command(const DitForwardOptions& o) {
+namespace {
+
+// This rank's velocity for one context: its token shard through the DiT, the shards gathered over the sp group.
+std::vector<float> forward_layout(wan::DiT& dit, const Tensor& x, const wan::ContextCache& context, double t,
+                                  comm::Comm& sp_group, comm::Comm& ulysses, comm::Comm& ring) {
+  Backend& be = dit.backend();
+  const wan::DiT::Grid grid{x.dim(1), x.dim(2) / 2, x.dim(3) / 2};
+  const int features = dit.config().out_features();
+  Tensor tokens = be.allocate({grid.tokens(), features}, DType::f32);
+  be.patchify(tokens, x);
+  std::optional<parallel::SequenceParallel> sp;
+  if (sp_group.size() > 1) sp.emplace(ulysses, ring, grid.tokens());
+  const int64_t rows = sp ? sp->shard_tokens() : grid.tokens(), first = sp ? sp->first_token() : 0;
+  // My rows of the token latent, zero past the end of the grid.
+  Tensor mine = be.allocate({rows, features}, DType::f32);
+  {
+    std::vector<float> all(static_cast<size_t>(tokens.numel())), part(static_cast<size_t>(rows * features), 0.f);
+    be.download(tokens, all.data());
+    const int64_t valid = std::clamp<int64_t>(grid.tokens() - first, 0, rows);
+    std::copy(all.begin() + first * features, all.begin() + (first + valid) * features, part.begin());
+    be.upload(mine, part.data());
+  }
+  Tensor v_mine = be.allocate({rows, features}, DType::f32);
+  dit.forward_tokens(v_mine, mine, grid, t, context, sp ? &*sp : nullptr);
+  Tensor v_all = be.allocate({rows * sp_group.size(), features}, DType::f32);
+  sp_group.all_gather(v_mine.data(), v_all.data(), static_cast<size_t>(v_mine.numel()), DType::f32,
+                      comm::Stream{be.stream_handle()});
+  Tensor v = be.allocate(x.shape(), DType::f32);
+  be.unpatchify(v, v_all.slice(0, grid.tokens()));
+  std::vector<float> host(static_cast<size_t>(v.numel()));
+  be.download(v, host.data());
+  return host;
+}
+
+}  // namespace
+
+int dit_forward_command(const DitForwardOptions& o, int* argc, char*** argv) {
+  comm::MpiRuntime mpi(argc, argv);
   wan::DitSource source;
   ForwardInput input;
+  std::optional<partition::Plan> plan;
+  std::optional<InputError> error;
   try {
     if (o.backend != "cpu" && o.backend != "cuda")
       throw InputError("backend must be cpu or cuda, got \"" + o.backend + "\"", "--backend");
@@ -70,36 +117,75 @@ int dit_forward_command(const DitForwardOptions& o) {
     }
     input = read_input(o.input, source.config);
     if (std::filesystem::is_directory(o.output)) throw InputError("output is a directory", o.output);
+    partition::LayoutRequest layout;
+    layout.cfg = o.cfg;
+    layout.ring = o.ring;
+    layout.ulysses = o.ulysses;
+    layout.replicas = 1;
+    try {
+      plan.emplace(partition::make_plan(layout, partition::Topology(mpi.hosts())));
+    } catch (const partition::LayoutError& e) {
+      throw InputError(e.what(), "--" + e.key().substr(e.key().find('.') + 1));
+    }
+    if (o.cfg == 2 && input.context_null.empty())
+      throw InputError("--cfg 2 needs context_null in the input (the pair splits the two passes)", o.input);
+    const int64_t tokens = input.x_shape[1] * (input.x_shape[2] / 2) * (input.x_shape[3] / 2);
+    if (tokens < o.ring * o.ulysses)
+      throw InputError("the latent has fewer tokens than the sequence-parallel ranks", o.input);
   } catch (const InputError& e) {
-    print_input_error(e.what(), e.where());
+    error = e;
+  }
+  // Every rank checks the same input; the lowest failing rank says why, all exit 2.
+  const int failing = mpi.min_over_ranks(error ? mpi.rank() : mpi.size());
+  if (failing < mpi.size()) {
+    if (mpi.rank() == failing) print_input_error(error->what(), error->where());
     return 2;
   }
 
-  std::unique_ptr<Backend> backend = o.backend == "cuda" ? make_cuda_backend() : make_cpu_backend();
+  const bool cuda = o.backend == "cuda";
+  if (cuda) comm::select_cuda_device(mpi.local_rank());
+  comm::Communicators comms(plan_group_sets(*plan), cuda ? comm::Backend::nccl : comm::Backend::mpi);
+  std::unique_ptr<Backend> backend = cuda ? make_cuda_backend() : make_cpu_backend();
   wan::DiT dit = wan::make_dit(*backend, source);
   Tensor x = backend->allocate(input.x_shape, DType::f32);
   backend->upload(x, input.x.data());
-  Tensor v = backend->allocate(input.x_shape, DType::f32);
-  std::vector<float> v_host(input.x.size()), v_null_host;
+  auto sp = comms.get("sp"), ulysses = comms.get("ulysses"), ring = comms.get("ring"), cfg = comms.get("cfg");
+  const auto& coord = *plan->roles(mpi.rank()).dit;
 
-  const wan::ContextCache context = dit.encode_context(input.context, input.context_rows);
-  dit.forward(v, x, input.t, context);
-  backend->download(v, v_host.data());
-  if (!input.context_null.empty()) {
-    const wan::ContextCache null_context = dit.encode_context(input.context_null, input.context_null_rows);
-    dit.forward(v, x, input.t, null_context);
-    v_null_host.resize(input.x.size());
-    backend->download(v, v_null_host.data());
+  // With a cfg pair, position 0 computes v and position 1 v_null; otherwise every rank computes both.
+  std::vector<float> v_host, v_null_host;
+  if (o.cfg == 1 || coord.cfg == 0) {
+    const wan::ContextCache context = dit.encode_context(input.context, input.context_rows);
+    v_host = forward_layout(dit, x, context, input.t, *sp, *ulysses, *ring);
   }
-
-  io::Hdf5Writer writer(o.output);
-  writer.file().write_f32("v", v_host.data(), input.x_shape);
-  if (!v_null_host.empty()) writer.file().write_f32("v_null", v_null_host.data(), input.x_shape);
-  writer.file().write_attribute("/", "model", source.describe());
-  writer.file().write_attribute("/", "backend", backend->name());
-  writer.commit();
-  std::printf("dit-forward: %s on %s, latent %s, t = %g: wrote %s\n", source.describe().c_str(),
-              backend->name().c_str(), shape_string(input.x_shape).c_str(), input.t, o.output.c_str());
+  if (!input.context_null.empty() && (o.cfg == 1 || coord.cfg == 1)) {
+    const wan::ContextCache null_context = dit.encode_context(input.context_null, input.context_null_rows);
+    v_null_host = forward_layout(dit, x, null_context, input.t, *sp, *ulysses, *ring);
+  }
+  if (o.cfg == 2) {  // the writer (cfg position 0) receives v_null from its partner
+    const int64_t n = static_cast<int64_t>(input.x.size());
+    Tensor mine = backend->allocate({n}, DType::f32), both = backend->allocate({2 * n}, DType::f32);
+    backend->upload(mine, (coord.cfg == 0 ? v_host : v_null_host).data());
+    cfg->all_gather(mine.data(), both.data(), static_cast<size_t>(n), DType::f32,
+                    comm::Stream{backend->stream_handle()});
+    std::vector<float> both_host(static_cast<size_t>(2 * n));
+    backend->download(both, both_host.data());
+    v_host.assign(both_host.begin(), both_host.begin() + n);
+    v_null_host.assign(both_host.begin() + n, both_host.end());
+  }
+  if (mpi.rank() == 0) {
+    io::Hdf5Writer writer(o.output);
+    writer.file().write_f32("v", v_host.data(), input.x_shape);
+    if (!v_null_host.empty()) writer.file().write_f32("v_null", v_null_host.data(), input.x_shape);
+    writer.file().write_attribute("/", "model", source.describe());
+    writer.file().write_attribute("/", "backend", backend->name());
+    writer.file().write_attribute("/", "layout", plan->layout().describe());
+    writer.commit();
+    std::printf("dit-forward: %s on %s, %s, latent %s, t = %g: wrote %s\n", source.describe().c_str(),
+                backend->name().c_str(), plan->layout().describe().c_str(), shape_string(input.x_shape).c_str(),
+                input.t, o.output.c_str());
+  }
+  mpi.barrier();
   return 0;
 }
 

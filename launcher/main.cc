@@ -66,6 +66,9 @@ int main(int argc, char** argv) {
   forward_cmd->add_option("--in", forward.input, "Input HDF5 file")->required();
   forward_cmd->add_option("--out", forward.output, "Output HDF5 file (written complete or not at all)")->required();
   forward_cmd->add_option("--backend", forward.backend, "cpu | cuda")->capture_default_str();
+  forward_cmd->add_option("--cfg", forward.cfg, "CFG-parallel degree (2 needs context_null)")->capture_default_str();
+  forward_cmd->add_option("--ring", forward.ring, "Ring-attention degree")->capture_default_str();
+  forward_cmd->add_option("--ulysses", forward.ulysses, "Ulysses degree")->capture_default_str();
 
   try {
     app.parse(argc, argv);
@@ -79,6 +82,6 @@ int main(int argc, char** argv) {
   // destroy that would wait for peers), and the terminate handler ends every rank of the job at once.
   std::set_terminate(end_job_on_uncaught_exception);
   if (*plan_cmd) return ditrun::plan_command(plan);
-  if (*forward_cmd) return ditrun::dit_forward_command(forward);
+  if (*forward_cmd) return ditrun::dit_forward_command(forward, &argc, &argv);
   return ditrun::run_command(run, &argc, &argv);
 }

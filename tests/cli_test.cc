@@ -260,6 +260,28 @@ TEST_F(Cli, EveryLayoutOf1To8RanksGivesTheSingleRankLatents) {
   }
 }
 
+TEST_F(Cli, DitForwardUnderEveryLayoutMatchesTheGolden) {
+  const std::string golden = DITRUN_GOLDEN_DIR;
+  const ditrun::io::Hdf5File ref(golden + "/dit_forward.h5", ditrun::io::Hdf5File::Mode::read);
+  // 36 tokens and 2 heads: ulysses 4 pads the heads, ring 8 pads the last shard.
+  const int layouts[][3] = {{2, 1, 1}, {1, 2, 2}, {2, 1, 4}, {1, 8, 1}, {2, 2, 2}};
+  for (const auto& l : layouts) {
+    const int ranks = l[0] * l[1] * l[2];
+    const std::string out = "v" + std::to_string(ranks) + std::to_string(l[1]) + ".h5";
+    Result r = run(mpirun(ranks) + " dit-forward --model " + golden + "/tiny_dit --in " + golden +
+                   "/dit_forward.h5 --out " + out + " --cfg " + std::to_string(l[0]) + " --ring " +
+                   std::to_string(l[1]) + " --ulysses " + std::to_string(l[2]));
+    ASSERT_EQ(r.code, 0) << r.err;
+    const ditrun::io::Hdf5File got(dir_ / out, ditrun::io::Hdf5File::Mode::read);
+    EXPECT_LT(relative_l2(got.read_f32("v"), ref.read_f32("v")), 1e-4) << out;
+    EXPECT_LT(relative_l2(got.read_f32("v_null"), ref.read_f32("v_null")), 1e-4) << out;
+  }
+  Result bad = run(mpirun(4) + " dit-forward --model " + golden + "/tiny_dit --in " + golden +
+                   "/dit_forward.h5 --out w.h5 --ulysses 2");  // 4 ranks, layout of 2
+  EXPECT_EQ(bad.code, 2);
+  EXPECT_EQ(count_lines_with(bad.err, "ditrun: error:"), 1) << bad.err;
+}
+
 TEST_F(Cli, DitForwardMatchesTheGolden) {
   const std::string golden = DITRUN_GOLDEN_DIR;
   Result r = run(ditrun() + " dit-forward --model " + golden + "/tiny_dit --in " + golden + "/dit_forward.h5 --out v.h5");

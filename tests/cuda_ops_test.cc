@@ -453,6 +453,30 @@ TEST_F(CudaOps, Attention) {
   EXPECT_THROW(gpu_->attention(f, nullptr, f, f, f, 4, 1.f), std::invalid_argument);
 }
 
+TEST_F(CudaOps, AttentionMergeOfTwoKeyHalvesIsTheWholeAttention) {
+  // Ring attention in miniature: attention over keys [0, 300) and [300, 513) merged by log-sum-exp equals the
+  // attention over all keys; a part with no valid key (lse = −∞) changes nothing.
+  const int64_t lq = 37, lk = 513, split = 300, heads = 3, d = 64;
+  const auto qs = random(lq * heads * d, 71, -2.f, 2.f), ks = random(lk * heads * d, 72, -2.f, 2.f);
+  const auto vs = random(lk * heads * d, 73);
+  const float scale = 0.125f;
+  Tensor q = gpu(qs, {lq, heads, d}, DType::bf16), k = gpu(ks, {lk, heads, d}, DType::bf16);
+  Tensor v = gpu(vs, {lk, heads, d}, DType::bf16);
+  Tensor whole = gpu_->allocate({lq, heads, d}, DType::bf16), whole_lse = gpu_->allocate({heads, lq}, DType::f32);
+  gpu_->attention(whole, &whole_lse, q, k, v, lk, scale);
+  Tensor part = gpu_->allocate({lq, heads, d}, DType::bf16), lse = gpu_->allocate({heads, lq}, DType::f32);
+  Tensor part_lse = gpu_->allocate({heads, lq}, DType::f32), acc = gpu_->allocate({lq, heads, d}, DType::f32);
+  gpu_->attention(part, &lse, q, k.slice(0, split), v.slice(0, split), split, scale);
+  gpu_->copy(acc, part);
+  gpu_->attention(part, &part_lse, q, k.slice(split, lk), v.slice(split, lk), lk - split, scale);
+  gpu_->attention_merge(acc, lse, part, part_lse);
+  gpu_->attention(part, &part_lse, q, k.slice(0, split), v.slice(0, split), 0, scale);  // no valid key
+  gpu_->attention_merge(acc, lse, part, part_lse);
+  EXPECT_LE(rel_l2(fetch(*gpu_, acc), fetch(*gpu_, whole)), kAttentionOut);
+  EXPECT_LE(rel_l2(fetch(*gpu_, lse), fetch(*gpu_, whole_lse)), kAttentionLse);
+  EXPECT_EQ(fetch(*gpu_, part_lse)[0], -INFINITY);
+}
+
 // ------------------------------------------------------------------------------------------------ layout
 
 TEST_F(CudaOps, PatchifyUnpatchify) {

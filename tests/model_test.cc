@@ -248,3 +248,29 @@ TEST(DitWeights, MissingExtraAndMisshapedTensorsAreNamed) {
   EXPECT_NE(load_error(root / "shape").find("has shape [32, 128], the model needs [64, 128]"), std::string::npos);
   std::filesystem::remove_all(root);
 }
+
+TEST(CpuBackend, AttentionMergeOfKeyChunksIsTheWholeAttention) {
+  CpuBackend be;
+  const int64_t lq = 6, lk = 11, split = 4, h = 2, d = 8;
+  auto fill = [&](Tensor& t, uint64_t stream) {
+    std::vector<float> v(static_cast<size_t>(t.numel()));
+    for (size_t i = 0; i < v.size(); ++i) v[i] = philox_normal(3, stream, i);
+    be.upload(t, v.data());
+  };
+  Tensor q = be.allocate({lq, h, d}, DType::f32), k = be.allocate({lk, h, d}, DType::f32);
+  Tensor v = be.allocate({lk, h, d}, DType::f32);
+  fill(q, 1);
+  fill(k, 2);
+  fill(v, 3);
+  Tensor whole = be.allocate({lq, h, d}, DType::f32), whole_lse = be.allocate({h, lq}, DType::f32);
+  be.attention(whole, &whole_lse, q, k, v, lk, 0.3f);
+  Tensor acc = be.allocate({lq, h, d}, DType::f32), lse = be.allocate({h, lq}, DType::f32);
+  Tensor part = be.allocate({lq, h, d}, DType::f32), part_lse = be.allocate({h, lq}, DType::f32);
+  be.attention(acc, &lse, q, k.slice(0, split), v.slice(0, split), split, 0.3f);
+  be.attention(part, &part_lse, q, k.slice(split, lk), v.slice(split, lk), lk - split, 0.3f);
+  be.attention_merge(acc, lse, part, part_lse);
+  be.attention(part, &part_lse, q, k, v, 0, 0.3f);  // no valid key: lse −∞, no change
+  be.attention_merge(acc, lse, part, part_lse);
+  for (int64_t i = 0; i < whole.numel(); ++i) EXPECT_NEAR(acc.ptr<float>()[i], whole.ptr<float>()[i], 1e-5);
+  for (int64_t i = 0; i < lse.numel(); ++i) EXPECT_NEAR(lse.ptr<float>()[i], whole_lse.ptr<float>()[i], 1e-5);
+}

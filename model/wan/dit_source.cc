@@ -5,7 +5,7 @@
 namespace ditrun::wan {
 
 std::string DitSource::describe() const {
-  if (weights) return config.name + " from " + weights->string();
+  if (weights) return "model at " + weights->string();
   return config.name + " (random weights, seed " + std::to_string(seed) + ")";
 }
 
