@@ -37,6 +37,32 @@ with h5py.File(sys.argv[1], "w") as f:
     f["p0000/context"] = (0.2 * rng.standard_normal((20, 4096))).astype(np.float32)
     f["negative/context"] = (0.2 * rng.standard_normal((8, 4096))).astype(np.float32)
 PY
+# One forward under each layout against one GPU (random 1.3B weights, 832x480x21 latent frames would be the real
+# size; 416x240x17 keeps it quick): the bf16 tolerance of a forward is 2e-2 (design.md).
+python3 - "$work/in.h5" <<'PY'
+import sys, h5py, numpy as np
+rng = np.random.default_rng(5)
+with h5py.File(sys.argv[1], "w") as f:
+    f["x"] = rng.standard_normal((16, 5, 30, 52)).astype(np.float32)
+    f["t"] = np.float64(750)
+    f["context"] = (0.2 * rng.standard_normal((20, 4096))).astype(np.float32)
+    f["context_null"] = (0.2 * rng.standard_normal((8, 4096))).astype(np.float32)
+PY
+check "dit-forward 1 GPU (reference)" "$results/fwd_one.log" "$build/ditrun" dit-forward --model random:1.3b \
+  --in "$work/in.h5" --out "$work/fwd_one.h5" --backend cuda
+for flags in "--cfg 2" "--ulysses 2" "--ring 2"; do
+  name=$(echo "$flags" | tr -d ' -')
+  check "dit-forward --backend cuda $flags" "$results/fwd_$name.log" "${mpi[@]}" "$build/ditrun" dit-forward \
+    --model random:1.3b --in "$work/in.h5" --out "$work/fwd_$name.h5" --backend cuda $flags
+  rows+=("$(python3 - "$work/fwd_$name.h5" "$work/fwd_one.h5" <<'PY'
+import sys, h5py, numpy as np
+a, b = h5py.File(sys.argv[1]), h5py.File(sys.argv[2])
+e = [float(np.linalg.norm(a[k][:] - b[k][:]) / np.linalg.norm(b[k][:])) for k in ("v", "v_null")]
+print(f"  -> v, v_null vs 1 GPU: relative L2 {e[0]:.2e}, {e[1]:.2e} ({'ok' if max(e) < 2e-2 else 'TOO FAR'})")
+PY
+)")
+done
+
 job() {  # name, parallel keys
   printf '[model]\nname = "random:1.3b"\n[parallel]\n%s\n[sampling]\nsteps = 3\nframes = 17\nwidth = 416\nheight = 240\n[output]\ndir = "%s/out-%s"\n[prompts]\nlist = ["a fox"]\nembeddings = "%s/emb.h5"\n' "$2" "$work" "$1" "$work" >"$work/$1.toml"
 }
@@ -57,8 +83,10 @@ open(sys.argv[1] + "/../cmp", "w").write("  -> comparison FAILED before the late
 a = h5py.File(f"{out}/p0000.latents.h5")["latents"][:]
 b = h5py.File(f"{ref}/p0000.latents.h5")["latents"][:]
 e = float(np.linalg.norm(a - b) / np.linalg.norm(b))
-open(sys.argv[1] + "/../cmp", "w").write(f"  -> latents vs 1 GPU: relative L2 {e:.2e} ({'ok' if e < 1e-2 else 'TOO FAR'})")
-assert e < 1e-2
+# After 3 CFG steps (guidance 5 amplifies v_c − v_u) bf16 rounding of differently shaped GEMMs compounds: report it
+# against the 2e-2 of the CUDA goldens' sampling loops.
+open(sys.argv[1] + "/../cmp", "w").write(f"  -> latents after 3 steps vs 1 GPU: relative L2 {e:.2e} ({'ok' if e < 2e-2 else 'TOO FAR'})")
+assert e < 2e-2
 PY
 done
 echo
