@@ -12,6 +12,9 @@
 #include <nlohmann/json.hpp>
 
 #include "io/hdf5_file.h"
+#include "tests/relative_l2.h"
+
+using ditrun::testing::relative_l2;
 
 namespace fs = std::filesystem;
 
@@ -98,14 +101,6 @@ std::vector<float> read_latents(const fs::path& path) {
   return ditrun::io::Hdf5File(path, ditrun::io::Hdf5File::Mode::read).read_f32("latents");
 }
 
-double relative_l2(const std::vector<float>& a, const std::vector<float>& b) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    num += (a[i] - b[i]) * (a[i] - b[i]);
-    den += b[i] * b[i];
-  }
-  return std::sqrt(num / den);
-}
 
 }  // namespace
 

@@ -14,12 +14,15 @@
 #include <vector>
 
 #include "model/core/half.h"
+#include "tests/relative_l2.h"
 #include "model/cpu/cpu_backend.h"
 #include "model/cuda/cuda_backend.h"
 
 using namespace ditrun;
 
 namespace {
+
+using ditrun::testing::relative_l2;
 
 // Bounds on the relative L2 error ‖gpu − cpu‖/‖cpu‖ (measured maxima on an H200 for this file's cases: bf16
 // outputs 1.5e-3 to 3.3e-3, f32 reductions ≤ 3.7e-6, f32 element-wise ≤ 5.1e-8):
@@ -68,15 +71,6 @@ std::vector<float> rounded(std::vector<float> v, DType as) {
   return v;
 }
 
-double rel_l2(const std::vector<float>& got, const std::vector<float>& want) {
-  if (got.size() != want.size()) return INFINITY;
-  double diff = 0, norm = 0;
-  for (size_t i = 0; i < got.size(); ++i) {
-    diff += (static_cast<double>(got[i]) - want[i]) * (static_cast<double>(got[i]) - want[i]);
-    norm += static_cast<double>(want[i]) * want[i];
-  }
-  return norm > 0 ? std::sqrt(diff / norm) : std::sqrt(diff);  // an all-zero reference: absolute error
-}
 
 std::string label(const char* what, std::initializer_list<int64_t> sizes, DType a = DType::f32,
                   DType b = DType::f32) {
@@ -126,7 +120,7 @@ class CudaOps : public ::testing::Test {
     }
     gpu_->linear(go, gx, gw, bias ? &gb : nullptr, ep);
     cpu_.linear(co, cx, cw, bias ? &cb : nullptr, ep);
-    EXPECT_LE(rel_l2(fetch(*gpu_, go), fetch(cpu_, co)), bound)
+    EXPECT_LE(relative_l2(fetch(*gpu_, go), fetch(cpu_, co)), bound)
         << label("linear m n k", {m, n, k}, in, out) << " bias " << (bias ? dtype_name(*bias) : "none")
         << (ep == Epilogue::gelu_tanh ? " gelu" : "");
   }
@@ -229,7 +223,7 @@ TEST_F(CudaOps, LinearMisalignedViews) {
   for (Epilogue ep : {Epilogue::none, Epilogue::gelu_tanh}) {
     gpu_->linear(go, gx, gw, &gb, ep);
     cpu_.linear(co, cx, cw, &cb, ep);
-    EXPECT_LE(rel_l2(fetch(*gpu_, go), fetch(cpu_, co)), kBf16Out);
+    EXPECT_LE(relative_l2(fetch(*gpu_, go), fetch(cpu_, co)), kBf16Out);
   }
 }
 
@@ -263,7 +257,7 @@ TEST_F(CudaOps, LayerNorm) {
             Tensor cx = cpu(xs, {rows, d}, in), co = cpu_.allocate({rows, d}, DType::f32);
             gpu_->layer_norm(go, gx, affine ? &gw : nullptr, affine ? &gb : nullptr, 1e-6f);
             cpu_.layer_norm(co, cx, affine ? &cw : nullptr, affine ? &cb : nullptr, 1e-6f);
-            EXPECT_LE(rel_l2(fetch(*gpu_, go), fetch(cpu_, co)), out == DType::bf16 ? kBf16Out : kF32Reduction)
+            EXPECT_LE(relative_l2(fetch(*gpu_, go), fetch(cpu_, co)), out == DType::bf16 ? kBf16Out : kF32Reduction)
                 << label("layer_norm rows d", {rows, d}, in, out) << (affine ? " affine" : "");
           }
     }
@@ -281,7 +275,7 @@ TEST_F(CudaOps, LayerNormModulate) {
         Tensor cx = cpu(xs, {rows, d}), co = cpu_.allocate({rows, d}, DType::f32);
         gpu_->layer_norm_modulate(go, gx, gsh, gsc, 1e-6f);
         cpu_.layer_norm_modulate(co, cx, csh, csc, 1e-6f);
-        EXPECT_LE(rel_l2(fetch(*gpu_, go), fetch(cpu_, co)), out == DType::bf16 ? kBf16Out : kF32Reduction)
+        EXPECT_LE(relative_l2(fetch(*gpu_, go), fetch(cpu_, co)), out == DType::bf16 ? kBf16Out : kF32Reduction)
             << label("layer_norm_modulate rows d", {rows, d}, DType::f32, out);
       }
     }
@@ -298,14 +292,14 @@ TEST_F(CudaOps, RmsNorm) {
       // f32 -> bf16 (the q/k norm output), and in place for f32.
       Tensor gx = gpu(xs, {rows, d}, DType::f32), go = gpu_->allocate({rows, d}, DType::bf16);
       gpu_->rms_norm(go, gx, gw, 1e-6f);
-      EXPECT_LE(rel_l2(fetch(*gpu_, go), want), kBf16Out) << label("rms_norm rows d", {rows, d}, DType::f32, DType::bf16);
+      EXPECT_LE(relative_l2(fetch(*gpu_, go), want), kBf16Out) << label("rms_norm rows d", {rows, d}, DType::f32, DType::bf16);
       gpu_->rms_norm(gx, gx, gw, 1e-6f);
-      EXPECT_LE(rel_l2(fetch(*gpu_, gx), want), kF32Reduction) << label("rms_norm in place rows d", {rows, d});
+      EXPECT_LE(relative_l2(fetch(*gpu_, gx), want), kF32Reduction) << label("rms_norm in place rows d", {rows, d});
       // bf16 in place, as the model applies it to the q/k projections.
       Tensor gb = gpu(xs, {rows, d}, DType::bf16), cxb = cpu(xs, {rows, d}, DType::bf16);
       gpu_->rms_norm(gb, gb, gw, 1e-6f);
       cpu_.rms_norm(co, cxb, cw, 1e-6f);
-      EXPECT_LE(rel_l2(fetch(*gpu_, gb), fetch(cpu_, co)), kBf16Out)
+      EXPECT_LE(relative_l2(fetch(*gpu_, gb), fetch(cpu_, co)), kBf16Out)
           << label("rms_norm in place rows d", {rows, d}, DType::bf16, DType::bf16);
     }
 }
@@ -340,7 +334,7 @@ TEST_F(CudaOps, Rope) {
       gpu_->rope(gx, gc, gs);
       cpu_.rope(cx, cc, csn);
       const auto got = fetch(*gpu_, gx), want = fetch(cpu_, cx);
-      EXPECT_LE(rel_l2(got, want), t == DType::bf16 ? kBf16Out : kF32Elementwise)
+      EXPECT_LE(relative_l2(got, want), t == DType::bf16 ? kBf16Out : kF32Elementwise)
           << label("rope l h d", {c.l, c.h, c.d}, t, t);
       // Tokens beyond the table are untouched, bit for bit.
       const size_t first = static_cast<size_t>(c.table_rows * c.h * c.d);
@@ -362,11 +356,11 @@ TEST_F(CudaOps, AddGatedAndAdd) {
         Tensor cx = cpu(xs, {rows, d}), cy = cpu(ys, {rows, d}, yt), cg = cpu(gs, {d});
         gpu_->add_gated(gx, gy, gg);
         cpu_.add_gated(cx, cy, cg);
-        EXPECT_LE(rel_l2(fetch(*gpu_, gx), fetch(cpu_, cx)), kF32Elementwise)
+        EXPECT_LE(relative_l2(fetch(*gpu_, gx), fetch(cpu_, cx)), kF32Elementwise)
             << label("add_gated rows d", {rows, d}, yt, DType::f32);
         gpu_->add(gx, gy);
         cpu_.add(cx, cy);
-        EXPECT_LE(rel_l2(fetch(*gpu_, gx), fetch(cpu_, cx)), kF32Elementwise)
+        EXPECT_LE(relative_l2(fetch(*gpu_, gx), fetch(cpu_, cx)), kF32Elementwise)
             << label("add rows d", {rows, d}, yt, DType::f32);
       }
   Tensor x = gpu_->allocate({2, 8}, DType::f32), y = gpu_->allocate({2, 8}, DType::bf16);
@@ -384,13 +378,13 @@ TEST_F(CudaOps, Silu) {
       Tensor cx = cpu(xs, {n}, in), co = cpu_.allocate({n}, DType::f32);
       gpu_->silu(go, gx);
       cpu_.silu(co, cx);
-      EXPECT_LE(rel_l2(fetch(*gpu_, go), fetch(cpu_, co)), out == DType::bf16 ? kBf16Out : kF32Elementwise)
+      EXPECT_LE(relative_l2(fetch(*gpu_, go), fetch(cpu_, co)), out == DType::bf16 ? kBf16Out : kF32Elementwise)
           << label("silu n", {n}, in, out);
     }
   Tensor x = gpu(xs, {n}, DType::f32), c = cpu(xs, {n});  // in place, as the time embedding uses it
   gpu_->silu(x, x);
   cpu_.silu(c, c);
-  EXPECT_LE(rel_l2(fetch(*gpu_, x), fetch(cpu_, c)), kF32Elementwise);
+  EXPECT_LE(relative_l2(fetch(*gpu_, x), fetch(cpu_, c)), kF32Elementwise);
 }
 
 TEST_F(CudaOps, Lincomb) {
@@ -415,7 +409,7 @@ TEST_F(CudaOps, Lincomb) {
       Tensor co = alias ? c[0] : cpu_.allocate({n}, DType::f32);
       gpu_->lincomb(go, coeffs, gp);
       cpu_.lincomb(co, coeffs, cp);
-      EXPECT_LE(rel_l2(fetch(*gpu_, go), fetch(cpu_, co)), kF32Elementwise)
+      EXPECT_LE(relative_l2(fetch(*gpu_, go), fetch(cpu_, co)), kF32Elementwise)
           << "lincomb of " << count << (alias ? " in place" : "");
     }
   Tensor x = gpu_->allocate({n}, DType::f32);
@@ -442,12 +436,12 @@ TEST_F(CudaOps, Attention) {
       Tensor clse = cpu_.allocate({heads, lq}, DType::f32);
       gpu_->attention(go, &glse, gq, gk, gv, kv_valid, scale);
       cpu_.attention(co, &clse, cq, ck, cv, kv_valid, scale);
-      EXPECT_LE(rel_l2(fetch(*gpu_, go), fetch(cpu_, co)), kAttentionOut) << "attention d " << d << " kv " << kv_valid;
-      EXPECT_LE(rel_l2(fetch(*gpu_, glse), fetch(cpu_, clse)), kAttentionLse) << "lse d " << d << " kv " << kv_valid;
+      EXPECT_LE(relative_l2(fetch(*gpu_, go), fetch(cpu_, co)), kAttentionOut) << "attention d " << d << " kv " << kv_valid;
+      EXPECT_LE(relative_l2(fetch(*gpu_, glse), fetch(cpu_, clse)), kAttentionLse) << "lse d " << d << " kv " << kv_valid;
       // Without lse the output is the same.
       Tensor go2 = gpu_->allocate({lq, heads, d}, DType::bf16);
       gpu_->attention(go2, nullptr, gq, gk, gv, kv_valid, scale);
-      EXPECT_LE(rel_l2(fetch(*gpu_, go2), fetch(cpu_, co)), kAttentionOut) << "attention without lse, d " << d;
+      EXPECT_LE(relative_l2(fetch(*gpu_, go2), fetch(cpu_, co)), kAttentionOut) << "attention without lse, d " << d;
     }
   Tensor f = gpu_->allocate({4, 1, 32}, DType::f32);
   EXPECT_THROW(gpu_->attention(f, nullptr, f, f, f, 4, 1.f), std::invalid_argument);
@@ -472,8 +466,8 @@ TEST_F(CudaOps, AttentionMergeOfTwoKeyHalvesIsTheWholeAttention) {
   gpu_->attention_merge(acc, lse, part, part_lse);
   gpu_->attention(part, &part_lse, q, k.slice(0, split), v.slice(0, split), 0, scale);  // no valid key
   gpu_->attention_merge(acc, lse, part, part_lse);
-  EXPECT_LE(rel_l2(fetch(*gpu_, acc), fetch(*gpu_, whole)), kAttentionOut);
-  EXPECT_LE(rel_l2(fetch(*gpu_, lse), fetch(*gpu_, whole_lse)), kAttentionLse);
+  EXPECT_LE(relative_l2(fetch(*gpu_, acc), fetch(*gpu_, whole)), kAttentionOut);
+  EXPECT_LE(relative_l2(fetch(*gpu_, lse), fetch(*gpu_, whole_lse)), kAttentionLse);
   EXPECT_EQ(fetch(*gpu_, part_lse)[0], -INFINITY);
 }
 

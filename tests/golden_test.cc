@@ -11,8 +11,10 @@
 #include "model/sampling/schedule.h"
 #include "model/sampling/solver.h"
 #include "model/wan/dit_source.h"
+#include "tests/relative_l2.h"
 
 using namespace ditrun;
+using ditrun::testing::relative_l2;
 namespace fs = std::filesystem;
 
 namespace {
@@ -22,14 +24,6 @@ fs::path golden_dir() {
   return DITRUN_GOLDEN_DIR;
 }
 
-double relative_l2(const std::vector<float>& got, const std::vector<double>& want) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    num += (got[i] - want[i]) * (got[i] - want[i]);
-    den += want[i] * want[i];
-  }
-  return std::sqrt(num / den);
-}
 
 class Golden : public ::testing::TestWithParam<std::string> {
  protected:

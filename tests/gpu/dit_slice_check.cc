@@ -14,21 +14,11 @@
 #include "model/cpu/cpu_backend.h"
 #include "model/wan/dit_source.h"
 #include "model/wan/positional.h"
+#include "tests/relative_l2.h"
 
 using namespace ditrun;
+using ditrun::testing::relative_l2;
 
-namespace {
-
-double relative_l2(const std::vector<float>& got, const std::vector<float>& want) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    num += (static_cast<double>(got[i]) - want[i]) * (static_cast<double>(got[i]) - want[i]);
-    den += static_cast<double>(want[i]) * want[i];
-  }
-  return std::sqrt(num / den);
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"GPU DiT forward vs CPU reference on a slice"};

@@ -10,16 +10,7 @@ export NCCL_NVLS_ENABLE=0  # NVLink multicast must stay off on the shared machin
 gpus=$(nvidia-smi -L | wc -l)
 mpi=(mpirun --allow-run-as-root --oversubscribe --mca btl self,vader --mca pml ob1 -x NCCL_NVLS_ENABLE -np "$gpus")
 nvidia-smi -L | tee "$results/gpus.txt"
-declare -a rows
-
-check() {  # name, log, command...
-  local name=$1 log=$2; shift 2
-  local t0=$SECONDS
-  "$@" >"$log" 2>&1
-  local rc=$?
-  rows+=("$(printf '%-44s rc=%-3s %4ss' "$name" "$rc" "$((SECONDS - t0))")")
-  return $rc
-}
+source "$(dirname "$0")/check_table.sh"
 
 check "comm_test --nccl ($gpus ranks)" "$results/comm_nccl.log" "${mpi[@]}" "$build/tests/comm_test" --nccl
 grep -E "comm_test:|FAILED|PASSED" "$results/comm_nccl.log" | tail -4
@@ -89,5 +80,4 @@ open(sys.argv[1] + "/../cmp", "w").write(f"  -> latents after 3 steps vs 1 GPU: 
 assert e < 2e-2
 PY
 done
-echo
-printf '%s\n' "${rows[@]}"
+print_table

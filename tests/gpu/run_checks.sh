@@ -8,19 +8,11 @@ results=${2:-${OUT:-/tmp/ditrun-gpu-checks}}
 slice_config=${3:-1.3b}
 here=$(cd "$(dirname "$0")/../.." && pwd)
 mkdir -p "$results"
-declare -a rows
-check() {  # name, log, command...
-  local name=$1 log=$2; shift 2
-  local t0=$SECONDS
-  "$@" >"$log" 2>&1
-  local rc=$?
-  rows+=("$(printf '%-46s %-6s %5ss' "$name" "$([ $rc = 0 ] && echo ok || echo FAIL:$rc)" "$((SECONDS - t0))")")
-}
+source "$(dirname "$0")/check_table.sh"
 nvidia-smi -L
 check "cuda_ops_test (every op vs CPU)" "$results/cuda_ops.log" "$build/tests/cuda_ops_test"
 DITRUN_GOLDEN_DIR="$here/tests/golden" check "golden_test (diffusers goldens, CPU + CUDA)" "$results/golden.log" \
   "$build/tests/golden_test"
 check "dit_slice_check $slice_config 832x480x81" "$results/slice.log" "$build/tests/dit_slice_check" --config "$slice_config"
 grep -hE "relative L2|Failure|FAILED|PASSED|slice check" "$results/golden.log" "$results/slice.log" "$results/cuda_ops.log" | grep -v "^\[ " | head -60
-echo
-printf '%s\n' "${rows[@]}"
+print_table
