@@ -21,5 +21,5 @@ print(f"{'layout':10} {'step ms':>9} {'speedup':>8} {'eff':>5} {'comm ms':>8} {'
 for r in doc["layouts"]:
     b = r.get("ulysses_bytes_per_step", 0) + r.get("ring_bytes_per_step", 0) + r.get("cfg_bytes_per_step", 0)
     print(f"{r['layout']:10} {r['step_ms']:9.1f} {r.get('speedup', 0):8.2f} {r.get('efficiency', 0):5.2f} "
-          f"{r['comm_ms_per_step_alone']:8.1f} {r.get('ring_hidden_share', float('nan')):7.2f} {b:11.3e}")
+          f"{r['comm_ms_per_step_alone']:8.1f} {r.get('sp_comm_hidden_share', float('nan')):7.2f} {b:11.3e}")
 PY

@@ -11,7 +11,7 @@ namespace {
 
 // Bytes of the pieces: a token's head slice on one rank, the heads a rank owns (some may be padding).
 struct Layout {
-  size_t es, local_heads, slice, block, row;
+  size_t es, local_heads, moved_heads, first, slice, block, row;
 };
 
 Layout layout_of(const Comm& comm, const UlyssesShape& shape) {
@@ -19,16 +19,22 @@ Layout layout_of(const Comm& comm, const UlyssesShape& shape) {
   Layout l;
   l.es = dtype_size(shape.dtype);
   l.local_heads = shape.padded_heads(n) / n;
-  l.slice = l.local_heads * shape.head_dim * l.es;  // one token's head slice
+  l.first = shape.group_first;
+  l.moved_heads = shape.group_count ? shape.group_count : l.local_heads - l.first;
+  if (l.first + l.moved_heads > l.local_heads)
+    throw CommError("Ulysses head group [" + std::to_string(l.first) + ", +" + std::to_string(l.moved_heads) +
+                    ") exceeds the " + std::to_string(l.local_heads) + " heads per rank");
+  l.slice = l.moved_heads * shape.head_dim * l.es;  // one token's moved heads for one peer
   l.block = shape.tokens_per_rank * l.slice;        // one peer's share
   l.row = shape.heads * shape.head_dim * l.es;      // one token, all real heads
   return l;
 }
 
-// Real heads of peer p's slice: [p·local_heads, min((p+1)·local_heads, heads)).
+// First global head peer p receives in this group, and how many of the group's heads are real (not padding).
+size_t first_head_of(const Layout& l, int p) { return static_cast<size_t>(p) * l.local_heads + l.first; }
 size_t real_heads_of(const UlyssesShape& shape, const Layout& l, int p) {
-  const size_t first = static_cast<size_t>(p) * l.local_heads;
-  return first >= shape.heads ? 0 : std::min(l.local_heads, shape.heads - first);
+  const size_t first = first_head_of(l, p);
+  return first >= shape.heads ? 0 : std::min(l.moved_heads, shape.heads - first);
 }
 
 }  // namespace
@@ -42,10 +48,10 @@ void scatter_heads_gather_sequence(Comm& comm, const UlyssesShape& shape, const 
     char* block = static_cast<char*>(scratch) + p * l.block;
     const size_t real = real_heads_of(shape, l, p);
     if (real > 0)
-      copy_strided(comm.memory(), block, l.slice, static_cast<const char*>(in) + p * l.slice, l.row,
-                   real * head_bytes, shape.tokens_per_rank, s);
-    if (real < l.local_heads)
-      zero_strided(comm.memory(), block + real * head_bytes, l.slice, (l.local_heads - real) * head_bytes,
+      copy_strided(comm.memory(), block, l.slice, static_cast<const char*>(in) + first_head_of(l, p) * head_bytes,
+                   l.row, real * head_bytes, shape.tokens_per_rank, s);
+    if (real < l.moved_heads)
+      zero_strided(comm.memory(), block + real * head_bytes, l.slice, (l.moved_heads - real) * head_bytes,
                    shape.tokens_per_rank, s);
   }
   // Block q received = peer q's tokens × my heads: concatenated in rank order they are the token-major result.
@@ -61,7 +67,7 @@ void gather_heads_scatter_sequence(Comm& comm, const UlyssesShape& shape, const 
   for (int q = 0; q < comm.size(); ++q) {
     const size_t real = real_heads_of(shape, l, q);
     if (real > 0)
-      copy_strided(comm.memory(), static_cast<char*>(out) + q * l.slice, l.row,
+      copy_strided(comm.memory(), static_cast<char*>(out) + first_head_of(l, q) * head_bytes, l.row,
                    static_cast<const char*>(scratch) + q * l.block, l.slice, real * head_bytes,
                    shape.tokens_per_rank, s);
   }

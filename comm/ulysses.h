@@ -15,11 +15,16 @@ struct UlyssesShape {
   DType dtype;
   // Heads after padding to a multiple of the group size; padded heads travel as zeros and are dropped on return.
   size_t padded_heads(size_t ranks) const { return (heads + ranks - 1) / ranks * ranks; }
+  // A head group, for pipelining: of the padded_heads/size heads each rank receives, move only
+  // [group_first, group_first + group_count) (0 and 0: all of them).
+  size_t group_first = 0;
+  size_t group_count = 0;
 };
 
 // in  [tokens_per_rank, heads, head_dim] (my tokens, all heads)
-// out [size × tokens_per_rank, padded_heads / size, head_dim] (every rank's tokens in rank order, my head slice)
-// scratch: size × tokens_per_rank × padded_heads / size × head_dim elements, in the communicator's memory.
+// out [size × tokens_per_rank, padded_heads / size, head_dim] (every rank's tokens in rank order, my head slice;
+//     with a head group: [size × tokens_per_rank, group_count, head_dim])
+// scratch: as many elements as out, in the communicator's memory.
 void scatter_heads_gather_sequence(Comm& comm, const UlyssesShape& shape, const void* in, void* scratch, void* out,
                                    Stream s);
 

@@ -77,6 +77,11 @@ class Backend {
   virtual void* comm_stream_handle() const { return nullptr; }
   // The comm stream waits for everything queued on the compute stream so far (buffers ready to send or reuse).
   virtual void comm_waits_for_compute() {}
+  // Marks the work queued on the comm stream so far; compute_waits_for_comm(mark) makes the compute stream wait
+  // for it (data received). Marks are valid until the next comm_marks_reset().
+  virtual int comm_mark() { return 0; }
+  virtual void compute_waits_for_comm(int /*mark*/) {}
+  virtual void comm_marks_reset() {}
 
   // --- layout (spec §1.2)
   // The latent in token form: one row per 2×2 patch (f, h, w), feature (kh·2 + kw)·C + c, which is the order of

@@ -81,9 +81,24 @@ CudaBackend::~CudaBackend() {
   gemm_.reset();
   if (staging_) cudaFree(staging_);
   arena_.reset();
+  for (cudaEvent_t e : comm_marks_) cudaEventDestroy(e);
   cudaEventDestroy(compute_done_);
   cudaStreamDestroy(comm_stream_);
   cudaStreamDestroy(stream_);
+}
+
+int CudaBackend::comm_mark() {
+  if (marks_used_ == comm_marks_.size()) {
+    cudaEvent_t e = nullptr;
+    DITRUN_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+    comm_marks_.push_back(e);
+  }
+  DITRUN_CUDA_CHECK(cudaEventRecord(comm_marks_[marks_used_], comm_stream_));
+  return static_cast<int>(marks_used_++);
+}
+
+void CudaBackend::compute_waits_for_comm(int mark) {
+  DITRUN_CUDA_CHECK(cudaStreamWaitEvent(stream_, comm_marks_.at(static_cast<size_t>(mark)), 0));
 }
 
 void CudaBackend::comm_waits_for_compute() {

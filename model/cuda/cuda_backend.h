@@ -2,6 +2,7 @@
 // reference keeps fp32 (spec §1.8). Everything runs on one non-blocking stream owned by the backend, on the
 // device that was current at construction; only upload/download wait for the host.
 #pragma once
+#include <vector>
 #include <memory>
 
 #include <cuda_runtime.h>
@@ -29,6 +30,9 @@ class CudaBackend final : public Backend {
   void* stream_handle() const override { return stream_; }
   void* comm_stream_handle() const override { return comm_stream_; }
   void comm_waits_for_compute() override;
+  int comm_mark() override;
+  void compute_waits_for_comm(int mark) override;
+  void comm_marks_reset() override { marks_used_ = 0; }
   void attention_merge(Tensor& out_acc, Tensor& lse_acc, const Tensor& out_part, const Tensor& lse_part) override;
   int device_index() const { return device_; }
 
@@ -61,6 +65,8 @@ class CudaBackend final : public Backend {
   cudaStream_t stream_ = nullptr;
   cudaStream_t comm_stream_ = nullptr;  // communication that overlaps compute (ring exchanges)
   cudaEvent_t compute_done_ = nullptr;
+  std::vector<cudaEvent_t> comm_marks_;  // a pool, grown once to the most marks a step needs
+  size_t marks_used_ = 0;
   std::unique_ptr<cuda::Gemm> gemm_;
   float* staging_ = nullptr;
   size_t staging_floats_ = 0;

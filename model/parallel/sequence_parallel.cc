@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <stdexcept>
+#include <vector>
 
 #include "comm/ulysses.h"
 
@@ -38,23 +39,51 @@ void SequenceParallel::attention(Backend& be, const Tensor& q, const Tensor& k, 
     be.arena().rewind(mark);
     return;
   }
-  // Ulysses: my tokens × all heads -> the group's tokens × my heads (padded heads are zeros).
-  const comm::UlyssesShape shape{static_cast<size_t>(shard_), static_cast<size_t>(heads), static_cast<size_t>(d),
-                                 be.compute_dtype()};
+  // Ulysses: my tokens × all heads -> the group's tokens × my heads (padded heads are zeros). With overlap the
+  // heads go in two groups on the communication stream: group 1 travels while group 0's attention computes, and
+  // group 0's output travels back while group 1's computes.
+  comm::UlyssesShape shape{static_cast<size_t>(shard_), static_cast<size_t>(heads), static_cast<size_t>(d),
+                           be.compute_dtype()};
   const int64_t local_heads = static_cast<int64_t>(shape.padded_heads(u)) / u, chunk = shard_ * u;
-  Tensor scratch = be.scratch({chunk, local_heads, d}, be.compute_dtype());
-  Tensor q_heads = be.scratch({chunk, local_heads, d}, be.compute_dtype());
-  Tensor kv = be.scratch({2, chunk, local_heads, d}, be.compute_dtype());
-  Tensor k_heads = kv.slice(0, 1).view({chunk, local_heads, d}), v_heads = kv.slice(1, 2).view({chunk, local_heads, d});
-  comm::scatter_heads_gather_sequence(ulysses_, shape, q.data(), scratch.data(), q_heads.data(), stream);
-  comm::scatter_heads_gather_sequence(ulysses_, shape, k.data(), scratch.data(), k_heads.data(), stream);
-  comm::scatter_heads_gather_sequence(ulysses_, shape, v.data(), scratch.data(), v_heads.data(), stream);
-  Tensor o_heads = be.scratch({chunk, local_heads, d}, be.compute_dtype());
-  ring_attention(be, q_heads, kv, o_heads, chunk, scale);
-  comm::gather_heads_scatter_sequence(ulysses_, shape, o_heads.data(), scratch.data(), out.data(), stream);
-  // Sent per all-to-all: every block but my own; four of them (q, k, v out, o back).
-  stats_.ulysses_bytes += 4.0 * static_cast<double>(scratch.bytes()) * (u - 1) / u;
-  stats_.ulysses_exchanges += 4;
+  // The CPU has no second stream (MPI completes on the host) but takes the same grouped path.
+  const bool pipelined = overlap_ && local_heads % 2 == 0;
+  const int groups = pipelined ? 2 : 1;
+  const int64_t group_heads = local_heads / groups;
+  const comm::Stream comm_stream{pipelined && be.comm_stream_handle() ? be.comm_stream_handle() : be.stream_handle()};
+  struct Group {
+    Tensor scratch, q, kv, out;
+    int received = 0;
+  };
+  std::vector<Group> g(groups);
+  be.comm_marks_reset();
+  if (pipelined) be.comm_waits_for_compute();  // q, k, v are written
+  for (int i = 0; i < groups; ++i) {
+    shape.group_first = static_cast<size_t>(i * group_heads);
+    shape.group_count = static_cast<size_t>(group_heads);
+    g[i].scratch = be.scratch({chunk, group_heads, d}, be.compute_dtype());
+    g[i].q = be.scratch({chunk, group_heads, d}, be.compute_dtype());
+    g[i].kv = be.scratch({2, chunk, group_heads, d}, be.compute_dtype());
+    g[i].out = be.scratch({chunk, group_heads, d}, be.compute_dtype());
+    comm::scatter_heads_gather_sequence(ulysses_, shape, q.data(), g[i].scratch.data(), g[i].q.data(), comm_stream);
+    comm::scatter_heads_gather_sequence(ulysses_, shape, k.data(), g[i].scratch.data(), g[i].kv.slice(0, 1).data(),
+                                        comm_stream);
+    comm::scatter_heads_gather_sequence(ulysses_, shape, v.data(), g[i].scratch.data(), g[i].kv.slice(1, 2).data(),
+                                        comm_stream);
+    if (pipelined) g[i].received = be.comm_mark();
+  }
+  for (int i = 0; i < groups; ++i) {
+    if (pipelined) be.compute_waits_for_comm(g[i].received);
+    ring_attention(be, g[i].q, g[i].kv, g[i].out, chunk, scale);
+    if (pipelined) be.comm_waits_for_compute();  // this group's output is ready to go back
+    shape.group_first = static_cast<size_t>(i * group_heads);
+    shape.group_count = static_cast<size_t>(group_heads);
+    comm::gather_heads_scatter_sequence(ulysses_, shape, g[i].out.data(), g[i].scratch.data(), out.data(),
+                                        comm_stream);
+  }
+  if (pipelined) be.compute_waits_for_comm(be.comm_mark());  // out is complete before the block goes on
+  // Sent per all-to-all: every block but my own; four of them (q, k, v out, o back) per head group.
+  stats_.ulysses_bytes += 4.0 * groups * static_cast<double>(g[0].scratch.bytes()) * (u - 1) / u;
+  stats_.ulysses_exchanges += 4 * groups;
   be.arena().rewind(mark);
 }
 

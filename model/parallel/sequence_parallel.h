@@ -22,7 +22,9 @@ struct CommStats {
 class SequenceParallel {
  public:
   // ulysses, ring: this rank's groups (size 1 when that axis is not split); total_tokens = F·H/2·W/2.
-  // With overlap, ring exchanges run on the backend's communication stream while the current block computes.
+  // With overlap, communication runs on the backend's communication stream beside compute: the ring exchange of
+  // the next K/V block while the current one computes, and the Ulysses all-to-alls of one head group while the
+  // other group's attention computes.
   SequenceParallel(comm::Comm& ulysses, comm::Comm& ring, int64_t total_tokens, bool overlap = true);
 
   int degree() const { return ulysses_.size() * ring_.size(); }
