@@ -72,18 +72,13 @@ void DenoiseLoop::step(int i) {
   }
 }
 
-std::vector<float> DenoiseLoop::gather_latent(comm::Comm* sp_group) {
+std::vector<float> DenoiseLoop::gather_latent(comm::Comm& sp_group) {
   Backend& be = dit_.backend();
-  Tensor all_tokens = x_;
-  if (sp_) {
-    all_tokens = be.allocate({rows_ * sp_group->size(), x_.dim(1)}, DType::f32);
-    sp_group->all_gather(x_.data(), all_tokens.data(), static_cast<size_t>(x_.numel()), DType::f32,
-                         comm::Stream{be.stream_handle()});
-  }
-  Tensor latent = be.allocate(shape_, DType::f32);
-  be.unpatchify(latent, all_tokens.slice(0, grid_.tokens()));
+  const Arena::Mark mark = be.arena().mark();
+  const Tensor latent = parallel::gather_latent(be, sp_group, x_, shape_);
   std::vector<float> host(static_cast<size_t>(latent.numel()));
   be.download(latent, host.data());
+  be.arena().rewind(mark);
   return host;
 }
 
@@ -130,7 +125,7 @@ nlohmann::json denoise_prompt(DenoiseContext& c, const PromptItem& prompt) {
     if (c.shows_steps) c.progress.bar(prompt.id + " step", i + 1, loop.steps());
   }
   // The shards come together once, for the output.
-  const std::vector<float> latent = loop.gather_latent(c.sp);
+  const std::vector<float> latent = loop.gather_latent(*c.sp);
   if (c.writes_output) {
     io::Hdf5Writer writer(out_path);
     writer.file().write_f32("latents", latent.data(), shape);

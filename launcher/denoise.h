@@ -45,8 +45,8 @@ class DenoiseLoop {
               const wan::ContextCache* cond, const wan::ContextCache* uncond);
   int steps() const { return schedule_.steps(); }
   void step(int i);
-  // The whole latent [C,F,H,W] on the host (collective over the sp group; every member gets it).
-  std::vector<float> gather_latent(comm::Comm* sp_group);
+  // The whole latent [C,F,H,W] on the host (collective over the sp group, which may have one rank).
+  std::vector<float> gather_latent(comm::Comm& sp_group);
   double cfg_exchange_seconds() const { return cfg_seconds_; }
   const Shape& shape() const { return shape_; }
 

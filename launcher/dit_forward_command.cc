@@ -68,34 +68,18 @@ ForwardInput read_input(const std::string& file, const wan::DitConfig& config) {
 namespace {
 
 // This rank's velocity for one context: its token shard through the DiT, the shards gathered over the sp group.
-std::vector<float> forward_layout(wan::DiT& dit, const Tensor& x, const wan::ContextCache& context, double t,
-                                  comm::Comm& sp_group, comm::Comm& ulysses, comm::Comm& ring) {
+std::vector<float> forward_layout(wan::DiT& dit, const Tensor& shard, const Shape& latent_shape,
+                                  const wan::ContextCache& context, double t, comm::Comm& sp_group,
+                                  parallel::SequenceParallel* sp) {
   Backend& be = dit.backend();
-  const wan::DiT::Grid grid{x.dim(1), x.dim(2) / 2, x.dim(3) / 2};
-  const int features = dit.config().out_features();
-  Tensor tokens = be.allocate({grid.tokens(), features}, DType::f32);
-  be.patchify(tokens, x);
-  std::optional<parallel::SequenceParallel> sp;
-  if (sp_group.size() > 1) sp.emplace(ulysses, ring, grid.tokens());
-  const int64_t rows = sp ? sp->shard_tokens() : grid.tokens(), first = sp ? sp->first_token() : 0;
-  // My rows of the token latent, zero past the end of the grid.
-  Tensor mine = be.allocate({rows, features}, DType::f32);
-  {
-    std::vector<float> all(static_cast<size_t>(tokens.numel())), part(static_cast<size_t>(rows * features), 0.f);
-    be.download(tokens, all.data());
-    const int64_t valid = std::clamp<int64_t>(grid.tokens() - first, 0, rows);
-    std::copy(all.begin() + first * features, all.begin() + (first + valid) * features, part.begin());
-    be.upload(mine, part.data());
-  }
-  Tensor v_mine = be.allocate({rows, features}, DType::f32);
-  dit.forward_tokens(v_mine, mine, grid, t, context, sp ? &*sp : nullptr);
-  Tensor v_all = be.allocate({rows * sp_group.size(), features}, DType::f32);
-  sp_group.all_gather(v_mine.data(), v_all.data(), static_cast<size_t>(v_mine.numel()), DType::f32,
-                      comm::Stream{be.stream_handle()});
-  Tensor v = be.allocate(x.shape(), DType::f32);
-  be.unpatchify(v, v_all.slice(0, grid.tokens()));
+  const Arena::Mark mark = be.arena().mark();
+  const wan::DiT::Grid grid{latent_shape[1], latent_shape[2] / 2, latent_shape[3] / 2};
+  Tensor v_mine = be.scratch(shard.shape(), DType::f32);
+  dit.forward_tokens(v_mine, shard, grid, t, context, sp);
+  const Tensor v = parallel::gather_latent(be, sp_group, v_mine, latent_shape);
   std::vector<float> host(static_cast<size_t>(v.numel()));
   be.download(v, host.data());
+  be.arena().rewind(mark);
   return host;
 }
 
@@ -149,18 +133,23 @@ int dit_forward_command(const DitForwardOptions& o, int* argc, char*** argv) {
   wan::DiT dit = wan::make_dit(*backend, source);
   Tensor x = backend->allocate(input.x_shape, DType::f32);
   backend->upload(x, input.x.data());
-  auto sp = comms.get("sp"), ulysses = comms.get("ulysses"), ring = comms.get("ring"), cfg = comms.get("cfg");
+  auto sp_group = comms.get("sp"), ulysses = comms.get("ulysses"), ring = comms.get("ring"), cfg = comms.get("cfg");
   const auto& coord = *plan->roles(mpi.rank()).dit;
+  const int64_t tokens = input.x_shape[1] * (input.x_shape[2] / 2) * (input.x_shape[3] / 2);
+  std::optional<parallel::SequenceParallel> sp;
+  if (sp_group->size() > 1) sp.emplace(*ulysses, *ring, tokens);
+  // My token shard, made once for both passes.
+  const Tensor shard = parallel::token_shard(*backend, x, sp ? sp->first_token() : 0, sp ? sp->shard_tokens() : tokens);
 
   // With a cfg pair, position 0 computes v and position 1 v_null; otherwise every rank computes both.
   std::vector<float> v_host, v_null_host;
   if (o.cfg == 1 || coord.cfg == 0) {
     const wan::ContextCache context = dit.encode_context(input.context, input.context_rows);
-    v_host = forward_layout(dit, x, context, input.t, *sp, *ulysses, *ring);
+    v_host = forward_layout(dit, shard, input.x_shape, context, input.t, *sp_group, sp ? &*sp : nullptr);
   }
   if (!input.context_null.empty() && (o.cfg == 1 || coord.cfg == 1)) {
     const wan::ContextCache null_context = dit.encode_context(input.context_null, input.context_null_rows);
-    v_null_host = forward_layout(dit, x, null_context, input.t, *sp, *ulysses, *ring);
+    v_null_host = forward_layout(dit, shard, input.x_shape, null_context, input.t, *sp_group, sp ? &*sp : nullptr);
   }
   if (o.cfg == 2) {  // the writer (cfg position 0) receives v_null from its partner
     const int64_t n = static_cast<int64_t>(input.x.size());

@@ -30,11 +30,16 @@ void SequenceParallel::attention(Backend& be, const Tensor& q, const Tensor& k, 
   const comm::Stream stream{be.stream_handle()};
   const Arena::Mark mark = be.arena().mark();
   if (u == 1) {
-    // Ring only: K and V side by side so one exchange moves both.
-    Tensor kv = be.scratch({2, shard_, heads, d}, be.compute_dtype());
-    Tensor k0 = kv.slice(0, 1).view(k.shape()), v0 = kv.slice(1, 2).view(v.shape());
-    be.copy(k0, k);
-    be.copy(v0, v);
+    // Ring only: K and V go around together; the DiT lays them out side by side, so no copy is needed then.
+    Tensor kv;
+    if (static_cast<const char*>(v.data()) == static_cast<const char*>(k.data()) + k.bytes()) {
+      kv = Tensor(k.data(), k.dtype(), k.device(), {2, shard_, heads, d});
+    } else {
+      kv = be.scratch({2, shard_, heads, d}, be.compute_dtype());
+      Tensor k0 = kv.slice(0, 1).view(k.shape()), v0 = kv.slice(1, 2).view(v.shape());
+      be.copy(k0, k);
+      be.copy(v0, v);
+    }
     ring_attention(be, q, kv, out, shard_, scale);
     be.arena().rewind(mark);
     return;
@@ -83,7 +88,6 @@ void SequenceParallel::attention(Backend& be, const Tensor& q, const Tensor& k, 
   if (pipelined) be.compute_waits_for_comm(be.comm_mark());  // out is complete before the block goes on
   // Sent per all-to-all: every block but my own; four of them (q, k, v out, o back) per head group.
   stats_.ulysses_bytes += 4.0 * groups * static_cast<double>(g[0].scratch.bytes()) * (u - 1) / u;
-  stats_.ulysses_exchanges += 4 * groups;
   be.arena().rewind(mark);
 }
 
@@ -112,7 +116,6 @@ void SequenceParallel::ring_attention(Backend& be, const Tensor& q, Tensor& kv, 
       pending = ring_.send_recv(hold->data(), (me + 1) % r, next->data(), (me - 1 + r) % r,
                                 static_cast<size_t>(hold->numel()), hold->dtype(), comm_stream);
       stats_.ring_bytes += static_cast<double>(hold->bytes());
-      ++stats_.ring_exchanges;
       if (!overlap_) pending->wait(compute);
     }
     const int holder = (me - step + r) % r;  // whose chunk is in hand
@@ -129,6 +132,37 @@ void SequenceParallel::ring_attention(Backend& be, const Tensor& q, Tensor& kv, 
     std::swap(hold, next);
   }
   be.copy(out, acc);
+}
+
+Tensor gather_latent(Backend& be, comm::Comm& sp_group, const Tensor& shard, const Shape& latent_shape) {
+  const int64_t tokens = latent_shape[1] * (latent_shape[2] / 2) * (latent_shape[3] / 2);
+  Tensor all = shard;
+  if (sp_group.size() > 1) {
+    all = be.scratch({shard.dim(0) * sp_group.size(), shard.dim(1)}, DType::f32);
+    sp_group.all_gather(shard.data(), all.data(), static_cast<size_t>(shard.numel()), DType::f32,
+                        comm::Stream{be.stream_handle()});
+  }
+  Tensor latent = be.scratch(latent_shape, DType::f32);
+  be.unpatchify(latent, all.slice(0, tokens));
+  return latent;
+}
+
+Tensor token_shard(Backend& be, const Tensor& latent, int64_t first, int64_t rows) {
+  const int64_t tokens = latent.dim(1) * (latent.dim(2) / 2) * (latent.dim(3) / 2), features = 4 * latent.dim(0);
+  Tensor all = be.scratch({tokens, features}, DType::f32);
+  be.patchify(all, latent);
+  Tensor shard = be.scratch({rows, features}, DType::f32);
+  const int64_t valid = std::clamp<int64_t>(tokens - first, 0, rows);
+  if (valid < rows) {  // padding rows past the end of the grid are zeros
+    const std::vector<float> zeros(static_cast<size_t>((rows - valid) * features), 0.f);
+    Tensor pad = shard.slice(valid, rows);
+    be.upload(pad, zeros.data());
+  }
+  if (valid > 0) {
+    Tensor mine = shard.slice(0, valid);
+    be.copy(mine, all.slice(first, first + valid));
+  }
+  return shard;
 }
 
 }  // namespace ditrun::parallel

@@ -14,8 +14,6 @@ namespace ditrun::parallel {
 struct CommStats {
   double ulysses_bytes = 0;
   double ring_bytes = 0;
-  int64_t ulysses_exchanges = 0;
-  int64_t ring_exchanges = 0;
   void reset() { *this = {}; }
 };
 
@@ -50,5 +48,12 @@ class SequenceParallel {
   bool overlap_;
   CommStats stats_;
 };
+
+// The whole latent [C,F,H,W] from every rank's token shard (rows of Backend::patchify's token form, padding
+// past the end of the grid dropped): an all-gather over the sp group, collective. In the scratch arena.
+Tensor gather_latent(Backend& be, comm::Comm& sp_group, const Tensor& shard, const Shape& latent_shape);
+
+// Tokens [first, first + rows) of a latent [C,F,H,W] in token form, zero rows past the end. In the scratch arena.
+Tensor token_shard(Backend& be, const Tensor& latent, int64_t first, int64_t rows);
 
 }  // namespace ditrun::parallel

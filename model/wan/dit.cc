@@ -186,8 +186,10 @@ AttentionInputs DiT::attention_inputs(int index, const Tensor& h, const Tensor& 
   Tensor a = be.scratch({rows, d}, cd);
   be.layer_norm_modulate(a, h, row(m, 0), row(m, 1), eps);
   in.q = be.scratch({rows, c.heads, c.head_dim()}, cd);
-  in.k = be.scratch({rows, c.heads, c.head_dim()}, cd);
-  in.v = be.scratch({rows, c.heads, c.head_dim()}, cd);
+  // K and V side by side in one buffer: ring attention passes both to the neighbour in one exchange, no copy.
+  Tensor kv = be.scratch({2, rows, c.heads, c.head_dim()}, cd);
+  in.k = kv.slice(0, 1).view({rows, c.heads, c.head_dim()});
+  in.v = kv.slice(1, 2).view({rows, c.heads, c.head_dim()});
   Tensor q2 = in.q.view({rows, d}), k2 = in.k.view({rows, d}), v2 = in.v.view({rows, d});
   be.linear(q2, a, b.q.w, &b.q.b, Epilogue::none);
   be.rms_norm(q2, q2, b.norm_q, eps);

@@ -26,7 +26,7 @@ struct TimeEmbedding {
   Tensor e0;  // [6, D] f32
 };
 
-// The self-attention operands of a block for some tokens: normed, rotated q and k, and v.
+// The self-attention operands of a block for some tokens: normed, rotated q and k, and v; v follows k in memory.
 struct AttentionInputs {
   Tensor q, k, v;  // [rows, heads, head_dim]
 };
