@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "model/core/half.h"
+#include "model/core/philox.h"
 #include "tests/relative_l2.h"
 #include "model/cpu/cpu_backend.h"
 #include "model/cuda/cuda_backend.h"
@@ -385,6 +386,26 @@ TEST_F(CudaOps, Silu) {
   gpu_->silu(x, x);
   cpu_.silu(c, c);
   EXPECT_LE(relative_l2(fetch(*gpu_, x), fetch(cpu_, c)), kF32Elementwise);
+}
+
+// Random weights are made on the GPU: the same Philox values the host makes (double math on both sides; the GPU's
+// log/cos may differ in the last bit of a double, which can flip the float rounding of a rare element).
+TEST_F(CudaOps, FillNormalMakesTheHostValues) {
+  const int64_t n = 100003;
+  std::vector<float> host(n);
+  for (int64_t i = 0; i < n; ++i) host[i] = 0.5f + 2.f * philox_normal(3, 77, static_cast<uint64_t>(i));
+  for (DType dtype : {DType::f32, DType::bf16}) {
+    Tensor g = gpu_->allocate({n}, dtype);
+    gpu_->fill_normal(g, 3, 77, 0.5f, 2.f);
+    const std::vector<float> got = fetch(*gpu_, g), want = rounded(host, dtype);
+    int64_t differ = 0;
+    for (int64_t i = 0; i < n; ++i) differ += got[i] != want[i];
+    EXPECT_LE(differ, n / 10000) << dtype_name(dtype);
+    EXPECT_LE(relative_l2(got, want), 1e-6) << dtype_name(dtype);
+  }
+  Tensor c = cpu_.allocate({n}, DType::f32);  // the CPU backend's op is the host loop itself
+  cpu_.fill_normal(c, 3, 77, 0.5f, 2.f);
+  EXPECT_EQ(fetch(cpu_, c), host);
 }
 
 TEST_F(CudaOps, Lincomb) {

@@ -80,6 +80,17 @@ TEST(Philox, KnownAnswersOfTheReference) {
   EXPECT_EQ(out[3], 0x6d5451fdu);
 }
 
+TEST(Philox, CpuFillNormalIsThePhiloxSequence) {
+  CpuBackend be;
+  Tensor t = be.allocate({70001}, DType::f32);  // past the OpenMP threshold
+  be.fill_normal(t, 11, 5, -1.f, 0.25f);
+  const float* v = t.ptr<float>();
+  for (uint64_t i : {0ull, 1ull, 65536ull, 70000ull}) EXPECT_EQ(v[i], -1.f + 0.25f * philox_normal(11, 5, i)) << i;
+  double mean = 0;
+  for (int64_t i = 0; i < t.numel(); ++i) mean += v[i];
+  EXPECT_NEAR(mean / t.numel(), -1.0, 0.01);
+}
+
 TEST(Noise, StandardNormalAndShardable) {
   const auto all = sampling::latent_noise(42, 0, 200000);
   double mean = 0, var = 0;

@@ -61,6 +61,10 @@ class Backend {
   // out = Σ coeffs[i]·inputs[i] (all f32, same element count; out may alias an input): the sampler updates.
   virtual void lincomb(Tensor& out, std::span<const float> coeffs, std::span<const Tensor* const> inputs) = 0;
 
+  // t[i] = mean + std_dev·philox_normal(seed, stream, i) over t's elements (f32 or the compute dtype, rounded
+  // once): seeded random weights made where they live, the same values on every backend.
+  virtual void fill_normal(Tensor& t, uint64_t seed, uint64_t stream, float mean, float std_dev) = 0;
+
   // --- attention
   // Per head h: out[:,h,:] = softmax(scale·q kᵀ) v over keys [0, kv_valid); q [Lq,H,d], k,v [Lk,H,d].
   // lse (optional) [H, Lq] f32 = log Σ exp(scale·q·k): ring attention merges partial results with it.

@@ -4,10 +4,17 @@
 #include <cmath>
 #include <cstdint>
 
+// Callable from CUDA kernels too, so a GPU fills the same values a CPU would (random weights on the device).
+#ifdef __CUDACC__
+#define DITRUN_HOST_DEVICE __host__ __device__
+#else
+#define DITRUN_HOST_DEVICE
+#endif
+
 namespace ditrun {
 
 struct Philox4x32 {
-  static void round(uint32_t c[4], const uint32_t k[2]) {
+  DITRUN_HOST_DEVICE static void round(uint32_t c[4], const uint32_t k[2]) {
     const uint64_t p0 = static_cast<uint64_t>(0xD2511F53u) * c[0];
     const uint64_t p1 = static_cast<uint64_t>(0xCD9E8D57u) * c[2];
     const uint32_t hi0 = static_cast<uint32_t>(p0 >> 32), lo0 = static_cast<uint32_t>(p0);
@@ -19,7 +26,7 @@ struct Philox4x32 {
     c[3] = lo0;
   }
   // Ten rounds with the key schedule of the reference.
-  static void generate(uint32_t out[4], uint64_t counter_lo, uint64_t counter_hi, uint64_t key) {
+  DITRUN_HOST_DEVICE static void generate(uint32_t out[4], uint64_t counter_lo, uint64_t counter_hi, uint64_t key) {
     uint32_t c[4] = {static_cast<uint32_t>(counter_lo), static_cast<uint32_t>(counter_lo >> 32),
                      static_cast<uint32_t>(counter_hi), static_cast<uint32_t>(counter_hi >> 32)};
     uint32_t k[2] = {static_cast<uint32_t>(key), static_cast<uint32_t>(key >> 32)};
@@ -35,7 +42,7 @@ struct Philox4x32 {
 };
 
 // Standard normal for element `index` of stream `stream` under `seed` (Box-Muller on two 32-bit uniforms).
-inline float philox_normal(uint64_t seed, uint64_t stream, uint64_t index) {
+DITRUN_HOST_DEVICE inline float philox_normal(uint64_t seed, uint64_t stream, uint64_t index) {
   uint32_t r[4];
   Philox4x32::generate(r, index, stream, seed);
   const double u1 = (static_cast<double>(r[0]) + 1.0) / 4294967296.0;  // (0, 1]

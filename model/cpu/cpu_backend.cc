@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "model/core/half.h"
+#include "model/core/philox.h"
 
 namespace ditrun {
 
@@ -202,6 +203,14 @@ void CpuBackend::silu(Tensor& out, const Tensor& x) {
   const float* xs = x.ptr<float>();
   float* o = out.ptr<float>();
   for (int64_t i = 0; i < x.numel(); ++i) o[i] = xs[i] / (1.f + std::exp(-xs[i]));
+}
+
+void CpuBackend::fill_normal(Tensor& t, uint64_t seed, uint64_t stream, float mean, float std_dev) {
+  require_f32(t, "fill_normal");
+  float* o = t.ptr<float>();
+  const int64_t n = t.numel();
+#pragma omp parallel for schedule(static) if (n > (int64_t{1} << 16))
+  for (int64_t i = 0; i < n; ++i) o[i] = mean + std_dev * philox_normal(seed, stream, static_cast<uint64_t>(i));
 }
 
 void CpuBackend::lincomb(Tensor& out, std::span<const float> coeffs, std::span<const Tensor* const> inputs) {

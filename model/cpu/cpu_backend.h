@@ -31,6 +31,7 @@ class CpuBackend final : public Backend {
   void attention(Tensor& out, Tensor* lse, const Tensor& q, const Tensor& k, const Tensor& v, int64_t kv_valid,
                  float scale) override;
   void attention_merge(Tensor& out_acc, Tensor& lse_acc, const Tensor& out_part, const Tensor& lse_part) override;
+  void fill_normal(Tensor& t, uint64_t seed, uint64_t stream, float mean, float std_dev) override;
   void patchify(Tensor& tokens, const Tensor& latent) override;
   void unpatchify(Tensor& latent, const Tensor& tokens) override;
 };

@@ -116,6 +116,11 @@ void CudaBackend::attention_merge(Tensor& out_acc, Tensor& lse_acc, const Tensor
                         lse_part.ptr<float>(), out_acc.dim(0), out_acc.dim(1), out_acc.dim(2), stream_);
 }
 
+void CudaBackend::fill_normal(Tensor& t, uint64_t seed, uint64_t stream, float mean, float std_dev) {
+  require_device("fill_normal", {&t});
+  cuda::fill_normal(t.data(), t.dtype(), t.numel(), seed, stream, mean, std_dev, stream_);
+}
+
 Tensor CudaBackend::allocate(const Shape& shape, DType dtype) {
   const size_t bytes = static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype);
   void* p = nullptr;

@@ -54,6 +54,7 @@ class CudaBackend final : public Backend {
   void lincomb(Tensor& out, std::span<const float> coeffs, std::span<const Tensor* const> inputs) override;
   void attention(Tensor& out, Tensor* lse, const Tensor& q, const Tensor& k, const Tensor& v, int64_t kv_valid,
                  float scale) override;
+  void fill_normal(Tensor& t, uint64_t seed, uint64_t stream, float mean, float std_dev) override;
   void patchify(Tensor& tokens, const Tensor& latent) override;
   void unpatchify(Tensor& latent, const Tensor& tokens) override;
 

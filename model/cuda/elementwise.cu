@@ -10,6 +10,7 @@
 #include <string>
 
 #include "comm/cuda_check.h"
+#include "model/core/philox.h"
 
 namespace ditrun::cuda {
 
@@ -282,6 +283,13 @@ __global__ void add_gated_kernel(float* x, const T* y, const float* gate, int64_
   }
 }
 
+template <typename Tout>
+__global__ void fill_normal_kernel(Tout* out, int64_t n, uint64_t seed, uint64_t stream_id, float mean, float std_dev) {
+  DITRUN_GRID_STRIDE(i, n) {
+    out[i] = from_float<Tout>(mean + std_dev * philox_normal(seed, stream_id, static_cast<uint64_t>(i)));
+  }
+}
+
 template <typename Tout, typename Tin>
 __global__ void silu_kernel(Tout* out, const Tin* x, int64_t n) {
   DITRUN_GRID_STRIDE(i, n) {
@@ -455,6 +463,17 @@ void silu(void* out, DType out_dtype, const void* x, DType x_dtype, int64_t n, c
       using Ti = decltype(i);
       silu_kernel<<<blocks_for(n), kThreads, 0, stream>>>(static_cast<To*>(out), static_cast<const Ti*>(x), n);
     });
+  });
+  check_launch();
+}
+
+void fill_normal(void* out, DType out_dtype, int64_t n, uint64_t seed, uint64_t stream_id, float mean, float std_dev,
+                 cudaStream_t stream) {
+  if (n == 0) return;
+  with_type(out_dtype, "fill_normal", [&](auto o) {
+    using To = decltype(o);
+    fill_normal_kernel<<<blocks_for(n), kThreads, 0, stream>>>(static_cast<To*>(out), n, seed, stream_id, mean,
+                                                               std_dev);
   });
   check_launch();
 }

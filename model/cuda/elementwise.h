@@ -33,6 +33,10 @@ void rope(void* x, DType dtype, int64_t rows, int64_t heads, int64_t d, const fl
 void add_gated(float* x, const void* y, DType y_dtype, const float* gate, int64_t rows, int64_t d,
                cudaStream_t stream);
 
+// out[i] = mean + std_dev·philox_normal(seed, stream_id, i), rounded once to out_dtype (model/core/philox.h).
+void fill_normal(void* out, DType out_dtype, int64_t n, uint64_t seed, uint64_t stream_id, float mean, float std_dev,
+                 cudaStream_t stream);
+
 // out = x·sigmoid(x).
 void silu(void* out, DType out_dtype, const void* x, DType x_dtype, int64_t n, cudaStream_t stream);
 

@@ -103,8 +103,10 @@ void permute_patch_columns(std::vector<float>& w, int64_t rows, int64_t channels
 }
 
 // Host values of one weight as the device wants them (layout fixes applied).
+bool has_device_layout(const WeightSpec& s) { return s.shape.size() == 5; }
+
 void to_device_layout(const WeightSpec& s, std::vector<float>& host) {
-  if (s.shape.size() == 5) permute_patch_columns(host, s.shape[0], s.shape[1]);
+  if (has_device_layout(s)) permute_patch_columns(host, s.shape[0], s.shape[1]);
 }
 
 // Stored shapes of the modulation tables drop their leading 1 and the patch conv its kernel dims on the device.
@@ -182,7 +184,6 @@ DitWeights random_dit_weights(Backend& backend, const DitConfig& config, uint64_
   std::vector<float> host;
   for (const WeightSpec& s : dit_weight_specs(config, weights)) {
     const int64_t n = shape_numel(s.shape);
-    host.resize(static_cast<size_t>(n));
     const uint64_t stream = stream_id(s.name.c_str());
     const bool is_bias = s.name.size() > 5 && s.name.compare(s.name.size() - 5, 5, ".bias") == 0;
     const bool is_norm = s.name.find("norm") != std::string::npos;
@@ -191,10 +192,14 @@ DitWeights random_dit_weights(Backend& backend, const DitConfig& config, uint64_
     const float std_dev = is_table ? 0.1f : is_bias ? 0.02f : is_norm ? 0.1f
                                                      : 1.f / std::sqrt(static_cast<float>(n / s.shape[0]));
     const float mean = (is_norm && !is_bias) ? 1.f : 0.f;
-#pragma omp parallel for schedule(static)
+    *s.target = backend.allocate(device_shape(s), dtype_for(backend, s));
+    if (!has_device_layout(s)) {  // made in place: 14B of weights in a second on a GPU, not a minute on the host
+      backend.fill_normal(*s.target, seed, stream, mean, std_dev);
+      continue;
+    }
+    host.resize(static_cast<size_t>(n));
     for (int64_t i = 0; i < n; ++i) host[i] = mean + std_dev * philox_normal(seed, stream, static_cast<uint64_t>(i));
     to_device_layout(s, host);
-    *s.target = backend.allocate(device_shape(s), dtype_for(backend, s));
     backend.upload(*s.target, host.data());
   }
   return weights;
