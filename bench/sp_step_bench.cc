@@ -1,7 +1,9 @@
 // Time per denoising step (CFG: two DiT passes) for several parallel layouts of the same ranks, on GPUs with NCCL
 // (or CPUs with MPI): speedup and efficiency against one GPU, bytes each rank sends per step (counted by the
 // code, next to the formula), communication time measured alone, and the share of the sequence-parallel
-// communication hidden behind compute (step time with overlap off minus on, over that communication alone).
+// communication hidden behind compute, two ways: timed inside the step (comm-stream events against the compute
+// stream's waits) and from step times (overlap off minus on, over that communication alone); memory; and each
+// layout's latent after the steps against layout 1's (same noise, same steps).
 //   mpirun -np 2 sp_step_bench --config 14b --size 832x480 --layouts 1,cfg2,ulysses2,ring2 --json out.json
 #include <CLI/CLI.hpp>
 #include <mpi.h>
@@ -75,7 +77,10 @@ int main(int argc, char** argv) {
   app.add_option("--layouts", layouts_arg)->capture_default_str();
   app.add_option("--warmup", warmup)->capture_default_str();
   app.add_option("--iters", iters)->capture_default_str();
-  app.add_option("--json", json_path);
+  bool overlap_off = true;
+  app.add_option("--json", json_path)->description("written after every layout, so a run cut short keeps its rows");
+  app.add_option("--overlap-off", overlap_off, "also time each sequence-parallel layout with overlap off")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
   comm::MpiRuntime mpi(&argc, &argv);
@@ -92,6 +97,9 @@ int main(int argc, char** argv) {
     neg[i] = 0.2f * philox_normal(5, 2, i);
   }
   const wan::ContextCache cond = dit.encode_context(ctx, c.text_len), uncond = dit.encode_context(neg, c.text_len);
+  be.synchronize();
+  const double gib = 1024.0 * 1024.0 * 1024.0;
+  const double model_memory = mpi.max_over_ranks(comm::current_cuda_device_memory_used() / gib);
   SamplingParams params;
   params.frames = frames;
   params.width = std::stoi(size.substr(0, size.find('x')));
@@ -102,12 +110,13 @@ int main(int argc, char** argv) {
 
   nlohmann::json rows = nlohmann::json::array();
   double one_gpu = 0;
+  std::vector<float> one_gpu_latent;  // this rank's replica's latent under layout 1, the reference for the others
   std::stringstream list(layouts_arg);
   for (std::string name; std::getline(list, name, ',');) {
     const partition::Plan plan = partition::make_plan(parse_layout(name), partition::Topology(mpi.hosts()));
     const auto& l = plan.layout();
     comm::Communicators comms(plan_group_sets(plan), gpu ? comm::Backend::nccl : comm::Backend::mpi);
-    auto cfg = comms.get("cfg"), ulysses = comms.get("ulysses"), ring = comms.get("ring");
+    auto cfg = comms.get("cfg"), ulysses = comms.get("ulysses"), ring = comms.get("ring"), sp_group = comms.get("sp");
     const auto& coord = *plan.roles(mpi.rank()).dit;
     const bool split = l.cfg == 2;
     const wan::ContextCache* my_cond = !split || coord.cfg == 0 ? &cond : nullptr;
@@ -115,20 +124,43 @@ int main(int argc, char** argv) {
     nlohmann::json row = {{"layout", name}, {"ranks", l.ranks_per_replica()}, {"cfg", l.cfg},
                           {"ulysses", l.ulysses}, {"ring", l.ring}};
     for (bool overlap : {true, false}) {
-      if (!overlap && l.sequence_parallel() == 1) break;
+      if (!overlap && (l.sequence_parallel() == 1 || !overlap_off)) break;
       std::optional<parallel::SequenceParallel> sp;
       if (l.sequence_parallel() > 1) sp.emplace(*ulysses, *ring, tokens, overlap);
+      be.arena().reset_high_water();
       DenoiseLoop loop(dit, params, 9, cfg.get(), sp ? &*sp : nullptr, my_cond, my_uncond);
       const double step = median_seconds(mpi, be, warmup, iters, [&](int i) { loop.step(i); });
       if (!overlap) {
         row["step_ms_overlap_off"] = step * 1e3;
+        if (sp) row["sp_comm_ms_per_step_overlap_off"] = mpi.max_over_ranks(sp->stats().comm_ms) / params.steps;
         continue;
       }
       row["step_ms"] = step * 1e3;
+      row["video_s_50_steps"] = step * 50;  // projected: 50 steps of this median step (no VAE)
+      row["arena_peak_gib"] = mpi.max_over_ranks(be.arena().high_water() / gib);
+      row["device_memory_used_gib"] = mpi.max_over_ranks(comm::current_cuda_device_memory_used() / gib);
+      row["model_memory_gib"] = model_memory;
       if (name == "1") one_gpu = step;
       if (sp) {
         row["ulysses_bytes_per_step"] = sp->stats().ulysses_bytes / params.steps;
         row["ring_bytes_per_step"] = sp->stats().ring_bytes / params.steps;
+        // Timed in the step itself (events on the comm and compute streams): what ran, and what compute waited.
+        row["sp_comm_ms_per_step"] = mpi.max_over_ranks(sp->stats().comm_ms) / params.steps;
+        row["sp_exposed_ms_per_step"] = mpi.max_over_ranks(sp->stats().exposed_ms) / params.steps;
+        row["sp_hidden_share_timed"] =
+            1.0 - row["sp_exposed_ms_per_step"].get<double>() / std::max(row["sp_comm_ms_per_step"].get<double>(), 1e-9);
+      }
+      // Agreement with one GPU: the latent after the same steps from the same noise.
+      const std::vector<float> latent = loop.gather_latent(*sp_group);
+      if (name == "1") {
+        one_gpu_latent = latent;
+      } else if (one_gpu_latent.size() == latent.size()) {
+        double diff = 0, ref = 0;
+        for (size_t i = 0; i < latent.size(); ++i) {
+          diff += (latent[i] - one_gpu_latent[i]) * static_cast<double>(latent[i] - one_gpu_latent[i]);
+          ref += one_gpu_latent[i] * static_cast<double>(one_gpu_latent[i]);
+        }
+        row["latent_rel_l2_vs_1gpu"] = mpi.max_over_ranks(std::sqrt(diff / std::max(ref, 1e-30)));
       }
       row["cfg_bytes_per_step"] = split ? static_cast<double>(sp ? sp->shard_tokens() : tokens) * 64 * 4 : 0.0;
       row["cfg_exchange_ms_per_step"] = loop.cfg_exchange_seconds() / params.steps * 1e3;
@@ -186,12 +218,13 @@ int main(int argc, char** argv) {
       row["efficiency"] = row["speedup"].get<double>() / l.ranks_per_replica();
     }
     if (mpi.rank() == 0) std::printf("%s\n", row.dump().c_str());
+    std::fflush(stdout);
     rows.push_back(row);
+    if (mpi.rank() == 0 && !json_path.empty())
+      std::ofstream(json_path) << nlohmann::json{{"config", c.name}, {"size", size}, {"frames", frames},
+                                                 {"tokens", tokens}, {"backend", be.name()}, {"ranks", mpi.size()},
+                                                 {"warmup", warmup}, {"iters", iters}, {"layouts", rows}}.dump(2)
+                               << "\n";
   }
-  if (mpi.rank() == 0 && !json_path.empty())
-    std::ofstream(json_path) << nlohmann::json{{"config", c.name}, {"size", size}, {"tokens", tokens},
-                                               {"backend", be.name()}, {"ranks", mpi.size()},
-                                               {"layouts", rows}}.dump(2)
-                             << "\n";
   return 0;
 }

@@ -42,11 +42,19 @@ unsigned long long current_cuda_device_memory() {
   DITRUN_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total));
   return total;
 }
+
+unsigned long long current_cuda_device_memory_used() {
+  if (cuda_device_count() == 0) return 0;  // a CUDA build on a machine without a GPU
+  size_t free_bytes = 0, total = 0;
+  DITRUN_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total));
+  return total - free_bytes;
+}
 #else
 int cuda_device_count() { return 0; }
 int select_cuda_device(int) { throw CommError("this ditrun was built without CUDA"); }
 const char* current_cuda_device_name() { return "none"; }
 unsigned long long current_cuda_device_memory() { return 0; }
+unsigned long long current_cuda_device_memory_used() { return 0; }
 #endif
 
 }  // namespace ditrun::comm

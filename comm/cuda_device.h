@@ -11,5 +11,7 @@ int select_cuda_device(int local_rank);
 // Device name and total memory (bytes) of the current device, for the report.
 const char* current_cuda_device_name();
 unsigned long long current_cuda_device_memory();
+// Bytes of the current device's memory in use (by every process on it), for benchmarks; 0 without a GPU.
+unsigned long long current_cuda_device_memory_used();
 
 }  // namespace ditrun::comm

@@ -70,6 +70,7 @@ void DenoiseLoop::step(int i) {
   } else {
     solver_->step(i, v_cond_, x_);
   }
+  if (sp_) sp_->settle_timing(be);
 }
 
 std::vector<float> DenoiseLoop::gather_latent(comm::Comm& sp_group) {
@@ -140,7 +141,10 @@ nlohmann::json denoise_prompt(DenoiseContext& c, const PromptItem& prompt) {
     entry["sequence_parallel"] = {{"degree", sp->degree()},
                                   {"shard_tokens", sp->shard_tokens()},
                                   {"ulysses_bytes_sent", sp->stats().ulysses_bytes},
-                                  {"ring_bytes_sent", sp->stats().ring_bytes}};
+                                  {"ring_bytes_sent", sp->stats().ring_bytes},
+                                  {"comm_ms", sp->stats().comm_ms},
+                                  {"comm_exposed_ms", sp->stats().exposed_ms},
+                                  {"comm_hidden_share", sp->stats().hidden_share()}};
   }
   entry["status"] = "done";
   entry["seed"] = prompt.seed;

@@ -80,6 +80,7 @@ std::vector<float> forward_layout(wan::DiT& dit, const Tensor& shard, const Shap
   std::vector<float> host(static_cast<size_t>(v.numel()));
   be.download(v, host.data());
   be.arena().rewind(mark);
+  if (sp) sp->settle_timing(be);
   return host;
 }
 

@@ -252,6 +252,19 @@ TEST_F(Cli, EveryLayoutOf1To8RanksGivesTheSingleRankLatents) {
     std::printf("layout cfg %d × ring %d × ulysses %d (%d ranks): relative L2 vs 1 rank %.2e\n", l[0], l[1], l[2],
                 ranks, e);
     EXPECT_LT(e, 1e-5) << name;
+    // The report says what the exchanges moved and took; on the CPU (MPI on the host) nothing is hidden.
+    const auto report = nlohmann::json::parse(slurp(dir_ / name / "report.json"));
+    const auto& entry = report["prompts"][0];
+    if (l[1] * l[2] > 1) {
+      const auto& sp = entry["sequence_parallel"];
+      EXPECT_EQ(sp["degree"], l[1] * l[2]) << name;
+      EXPECT_GT(sp["ulysses_bytes_sent"].get<double>() + sp["ring_bytes_sent"].get<double>(), 0) << name;
+      EXPECT_GT(sp["comm_ms"].get<double>(), 0) << name;
+      EXPECT_DOUBLE_EQ(sp["comm_exposed_ms"].get<double>(), sp["comm_ms"].get<double>()) << name;
+      EXPECT_DOUBLE_EQ(sp["comm_hidden_share"].get<double>(), 0.0) << name;
+    } else {
+      EXPECT_FALSE(entry.contains("sequence_parallel")) << name;
+    }
   }
 }
 

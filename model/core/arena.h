@@ -27,6 +27,7 @@ class Arena {
 
   size_t capacity() const;            // bytes held
   size_t high_water() const { return high_water_; }
+  void reset_high_water() { high_water_ = used_before_chunk_ + offset_; }  // to measure the next piece of work
   size_t growth_count() const { return growths_; }  // chunk allocations so far (flat after the first step)
 
  private:

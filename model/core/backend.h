@@ -1,9 +1,11 @@
 // The op interface the model is written against, implemented twice: CPU (fp32 reference) and CUDA (bf16 storage,
 // fp32 math). Tensors are contiguous; "rows" means all leading dimensions folded, "D" the last dimension.
 #pragma once
+#include <chrono>
 #include <memory>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "model/core/arena.h"
 #include "model/core/tensor.h"
@@ -87,6 +89,14 @@ class Backend {
   virtual void compute_waits_for_comm(int /*mark*/) {}
   virtual void comm_marks_reset() {}
 
+  // --- timing of communication against compute (how much of it overlap hid)
+  // A timestamp of where a stream has got to: the compute stream, or the comm stream (the CPU has one order of
+  // work: the host clock, now). Valid until time_marks_reset().
+  virtual int time_mark(bool on_comm_stream);
+  // Milliseconds from mark a to mark b; waits until b has been reached.
+  virtual double time_between(int a, int b);
+  virtual void time_marks_reset() { host_marks_.clear(); }
+
   // --- layout (spec §1.2)
   // The latent in token form: one row per 2×2 patch (f, h, w), feature (kh·2 + kw)·C + c, which is the order of
   // the head's output columns (spec §1.2 step 8); the patch-embedding weight is permuted to match at load.
@@ -97,6 +107,9 @@ class Backend {
 
  protected:
   std::unique_ptr<Arena> arena_;
+
+ private:
+  std::vector<std::chrono::steady_clock::time_point> host_marks_;
 };
 
 std::unique_ptr<Backend> make_cpu_backend();

@@ -82,6 +82,7 @@ CudaBackend::~CudaBackend() {
   if (staging_) cudaFree(staging_);
   arena_.reset();
   for (cudaEvent_t e : comm_marks_) cudaEventDestroy(e);
+  for (cudaEvent_t e : time_marks_) cudaEventDestroy(e);
   cudaEventDestroy(compute_done_);
   cudaStreamDestroy(comm_stream_);
   cudaStreamDestroy(stream_);
@@ -95,6 +96,27 @@ int CudaBackend::comm_mark() {
   }
   DITRUN_CUDA_CHECK(cudaEventRecord(comm_marks_[marks_used_], comm_stream_));
   return static_cast<int>(marks_used_++);
+}
+
+int CudaBackend::time_mark(bool on_comm_stream) {
+  if (time_marks_used_ == time_marks_.size()) {
+    cudaEvent_t e = nullptr;
+    DITRUN_CUDA_CHECK(cudaEventCreate(&e));
+    time_marks_.push_back(e);
+  }
+  DITRUN_CUDA_CHECK(cudaEventRecord(time_marks_[time_marks_used_], on_comm_stream ? comm_stream_ : stream_));
+  return static_cast<int>(time_marks_used_++);
+}
+
+double CudaBackend::time_between(int a, int b) {
+  if (a < 0 || b < 0 || static_cast<size_t>(std::max(a, b)) >= time_marks_used_)
+    throw std::out_of_range("cuda time_between: mark " + std::to_string(std::max(a, b)) + " of " +
+                            std::to_string(time_marks_used_));
+  DITRUN_CUDA_CHECK(cudaEventSynchronize(time_marks_[a]));
+  DITRUN_CUDA_CHECK(cudaEventSynchronize(time_marks_[b]));
+  float ms = 0;
+  DITRUN_CUDA_CHECK(cudaEventElapsedTime(&ms, time_marks_[a], time_marks_[b]));
+  return ms;
 }
 
 void CudaBackend::compute_waits_for_comm(int mark) {

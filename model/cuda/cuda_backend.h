@@ -33,6 +33,9 @@ class CudaBackend final : public Backend {
   int comm_mark() override;
   void compute_waits_for_comm(int mark) override;
   void comm_marks_reset() override { marks_used_ = 0; }
+  int time_mark(bool on_comm_stream) override;
+  double time_between(int a, int b) override;
+  void time_marks_reset() override { time_marks_used_ = 0; }
   void attention_merge(Tensor& out_acc, Tensor& lse_acc, const Tensor& out_part, const Tensor& lse_part) override;
   int device_index() const { return device_; }
 
@@ -68,6 +71,8 @@ class CudaBackend final : public Backend {
   cudaEvent_t compute_done_ = nullptr;
   std::vector<cudaEvent_t> comm_marks_;  // a pool, grown once to the most marks a step needs
   size_t marks_used_ = 0;
+  std::vector<cudaEvent_t> time_marks_;  // timing events, a pool like comm_marks_
+  size_t time_marks_used_ = 0;
   std::unique_ptr<cuda::Gemm> gemm_;
   float* staging_ = nullptr;
   size_t staging_floats_ = 0;

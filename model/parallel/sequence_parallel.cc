@@ -27,7 +27,6 @@ void SequenceParallel::attention(Backend& be, const Tensor& q, const Tensor& k, 
                                  float scale) {
   const int64_t heads = q.dim(1), d = q.dim(2);
   const int u = ulysses_.size();
-  const comm::Stream stream{be.stream_handle()};
   const Arena::Mark mark = be.arena().mark();
   if (u == 1) {
     // Ring only: K and V go around together; the DiT lays them out side by side, so no copy is needed then.
@@ -62,6 +61,10 @@ void SequenceParallel::attention(Backend& be, const Tensor& q, const Tensor& k, 
   std::vector<Group> g(groups);
   be.comm_marks_reset();
   if (pipelined) be.comm_waits_for_compute();  // q, k, v are written
+  // Timing: on the comm stream when there is one (the compute stream's waits are the exposed part), else on the
+  // one order of work the exchanges share with compute (all exposed).
+  const bool beside = pipelined && be.comm_stream_handle();
+  const int sent = be.time_mark(beside);
   for (int i = 0; i < groups; ++i) {
     shape.group_first = static_cast<size_t>(i * group_heads);
     shape.group_count = static_cast<size_t>(group_heads);
@@ -76,16 +79,27 @@ void SequenceParallel::attention(Backend& be, const Tensor& q, const Tensor& k, 
                                         comm_stream);
     if (pipelined) g[i].received = be.comm_mark();
   }
+  comm_span(sent, be.time_mark(beside), !beside);
+  // The compute stream's wait for a comm mark, timed as exposed communication.
+  const auto wait_for = [&](int comm_mark) {
+    const int before = be.time_mark(false);
+    be.compute_waits_for_comm(comm_mark);
+    exposed_spans_.push_back({before, be.time_mark(false)});
+  };
   for (int i = 0; i < groups; ++i) {
-    if (pipelined) be.compute_waits_for_comm(g[i].received);
+    if (beside) wait_for(g[i].received);
+    else if (pipelined) be.compute_waits_for_comm(g[i].received);
     ring_attention(be, g[i].q, g[i].kv, g[i].out, chunk, scale);
     if (pipelined) be.comm_waits_for_compute();  // this group's output is ready to go back
     shape.group_first = static_cast<size_t>(i * group_heads);
     shape.group_count = static_cast<size_t>(group_heads);
+    const int back = be.time_mark(beside);
     comm::gather_heads_scatter_sequence(ulysses_, shape, g[i].out.data(), g[i].scratch.data(), out.data(),
                                         comm_stream);
+    comm_span(back, be.time_mark(beside), !beside);
   }
-  if (pipelined) be.compute_waits_for_comm(be.comm_mark());  // out is complete before the block goes on
+  if (beside) wait_for(be.comm_mark());  // out is complete before the block goes on
+  else if (pipelined) be.compute_waits_for_comm(be.comm_mark());
   // Sent per all-to-all: every block but my own; four of them (q, k, v out, o back) per head group.
   stats_.ulysses_bytes += 4.0 * groups * static_cast<double>(g[0].scratch.bytes()) * (u - 1) / u;
   be.arena().rewind(mark);
@@ -108,15 +122,18 @@ void SequenceParallel::ring_attention(Backend& be, const Tensor& q, Tensor& kv, 
   Tensor* hold = &kv;
   Tensor* next = &incoming;
   const comm::Stream compute{be.stream_handle()};
-  const comm::Stream comm_stream{overlap_ && be.comm_stream_handle() ? be.comm_stream_handle() : be.stream_handle()};
+  const bool beside = overlap_ && be.comm_stream_handle();  // the exchange runs on its own stream
+  const comm::Stream comm_stream{beside ? be.comm_stream_handle() : be.stream_handle()};
   for (int step = 0; step < r; ++step) {
     std::unique_ptr<comm::Pending> pending;
     if (step + 1 < r) {
       be.comm_waits_for_compute();  // the block to send is written and the buffer to fill is no longer read
+      const int sent = be.time_mark(beside);
       pending = ring_.send_recv(hold->data(), (me + 1) % r, next->data(), (me - 1 + r) % r,
                                 static_cast<size_t>(hold->numel()), hold->dtype(), comm_stream);
       stats_.ring_bytes += static_cast<double>(hold->bytes());
       if (!overlap_) pending->wait(compute);
+      comm_span(sent, be.time_mark(beside), !beside);
     }
     const int holder = (me - step + r) % r;  // whose chunk is in hand
     Tensor k = hold->slice(0, 1).view(part_shape), v = hold->slice(1, 2).view(part_shape);
@@ -128,10 +145,24 @@ void SequenceParallel::ring_attention(Backend& be, const Tensor& q, Tensor& kv, 
       be.attention(part, &part_lse, q, k, v, keys, scale);
       be.attention_merge(acc, lse, part, part_lse);
     }
-    if (pending) pending->wait(compute);
+    if (pending) {  // what compute waits here is exposed; on one stream (CPU: MPI on the host) it is comm too
+      const int before = be.time_mark(false);
+      pending->wait(compute);
+      const int after = be.time_mark(false);
+      if (beside) exposed_spans_.push_back({before, after});
+      else comm_span(before, after, true);
+    }
     std::swap(hold, next);
   }
   be.copy(out, acc);
+}
+
+void SequenceParallel::settle_timing(Backend& be) {
+  for (const auto& [a, b] : comm_spans_) stats_.comm_ms += be.time_between(a, b);
+  for (const auto& [a, b] : exposed_spans_) stats_.exposed_ms += be.time_between(a, b);
+  comm_spans_.clear();
+  exposed_spans_.clear();
+  be.time_marks_reset();
 }
 
 Tensor gather_latent(Backend& be, comm::Comm& sp_group, const Tensor& shard, const Shape& latent_shape) {

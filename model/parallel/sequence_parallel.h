@@ -4,16 +4,23 @@
 // Heads the Ulysses degree does not divide are padded; tokens past the end are padding, masked as keys.
 #pragma once
 #include <cstdint>
+#include <utility>
+#include <vector>
 
 #include "comm/comm.h"
 #include "model/core/backend.h"
 
 namespace ditrun::parallel {
 
-// What the attention moved and waited for, counted by the code (bytes sent by this rank).
+// What the attention moved (bytes sent by this rank, counted by the code) and how long that took: comm_ms is the
+// time the exchanges ran (on the comm stream, measured with timing events), exposed_ms the time compute waited for
+// them. Without overlap (or on the CPU, where MPI runs on the host) every exchange is exposed.
 struct CommStats {
   double ulysses_bytes = 0;
   double ring_bytes = 0;
+  double comm_ms = 0;
+  double exposed_ms = 0;
+  double hidden_share() const { return comm_ms > 0 ? 1.0 - exposed_ms / comm_ms : 0.0; }
   void reset() { *this = {}; }
 };
 
@@ -37,9 +44,18 @@ class SequenceParallel {
   // Self-attention of this shard: q, k, v, out [shard, heads, head_dim] in the backend's compute dtype.
   void attention(Backend& be, const Tensor& q, const Tensor& k, const Tensor& v, Tensor& out, float scale);
 
+  // Adds the timed spans since the last call to stats() (waits for them to finish) and frees their marks: once per
+  // step, after the step's work is queued.
+  void settle_timing(Backend& be);
+
  private:
   // Attention of local queries over the ring's K/V chunks (each `chunk` tokens; chunk c starts at c·chunk).
   void ring_attention(Backend& be, const Tensor& q, Tensor& kv, Tensor& out, int64_t chunk, float scale);
+  // A span of communication between two time marks; exposed when compute waited for all of it (same stream).
+  void comm_span(int from, int to, bool exposed) {
+    comm_spans_.push_back({from, to});
+    if (exposed) exposed_spans_.push_back({from, to});
+  }
 
   comm::Comm& ulysses_;
   comm::Comm& ring_;
@@ -47,6 +63,7 @@ class SequenceParallel {
   int64_t shard_;
   bool overlap_;
   CommStats stats_;
+  std::vector<std::pair<int, int>> comm_spans_, exposed_spans_;  // time marks, settled once per step
 };
 
 // The whole latent [C,F,H,W] from every rank's token shard (rows of Backend::patchify's token form, padding

@@ -1,14 +1,23 @@
 #!/usr/bin/env bash
 # Multi-GPU checks for the GPU machine (one rank per GPU, NCCL): communicator operations, a failing rank ending the
-# job, and `ditrun run` with cfg, ulysses and ring layouts against the one-GPU latents. Prints a table last.
+# job, and every cfg × ring × ulysses layout that fits the GPUs (`dit-forward` once, `ditrun run` for 3 steps)
+# against one GPU. Prints a table last. GPUS=2 uses the first two GPUs of a larger machine.
 #   bash tests/gpu/multi_gpu_checks.sh BUILD_DIR [RESULTS_DIR]
 set -u
 build=${1:?build directory}
 results=${2:-/tmp/ditrun-gpu-checks}
 mkdir -p "$results"
 export NCCL_NVLS_ENABLE=0  # NVLink multicast must stay off on the shared machines
-gpus=$(nvidia-smi -L | wc -l)
-mpi=(mpirun --allow-run-as-root --oversubscribe --mca btl self,vader --mca pml ob1 -x NCCL_NVLS_ENABLE -np "$gpus")
+gpus=${GPUS:-$(nvidia-smi -L | wc -l)}
+mpi_np() { echo mpirun --allow-run-as-root --oversubscribe --mca btl self,vader --mca pml ob1 -x NCCL_NVLS_ENABLE -np "$1"; }
+mpi=($(mpi_np "$gpus"))
+# Layouts as "axis degree ..." with their rank count; those that fit the GPUs are checked.
+layouts=()
+for l in "cfg 2" "ulysses 2" "ring 2" "ulysses 4" "cfg 2 ulysses 2" "ring 2 ulysses 2" "cfg 2 ring 2" "ring 4" \
+         "ulysses 8" "cfg 2 ulysses 4" "cfg 2 ring 2 ulysses 2"; do
+  n=1; set -- $l; while [ $# -gt 0 ]; do n=$((n * $2)); shift 2; done
+  [ "$n" -le "$gpus" ] && layouts+=("$n:$l")
+done
 nvidia-smi -L | tee "$results/gpus.txt"
 source "$(dirname "$0")/check_table.sh"
 
@@ -41,9 +50,10 @@ with h5py.File(sys.argv[1], "w") as f:
 PY
 check "dit-forward 1 GPU (reference)" "$results/fwd_one.log" "$build/ditrun" dit-forward --model random:1.3b \
   --in "$work/in.h5" --out "$work/fwd_one.h5" --backend cuda
-for flags in "--cfg 2" "--ulysses 2" "--ring 2"; do
-  name=$(echo "$flags" | tr -d ' -')
-  check "dit-forward --backend cuda $flags" "$results/fwd_$name.log" "${mpi[@]}" "$build/ditrun" dit-forward \
+for entry in "${layouts[@]}"; do
+  n=${entry%%:*} l=${entry#*:}
+  flags=$(echo "$l" | sed -E 's/([a-z]+) ([0-9]+)/--\1 \2/g') name=$(echo "$l" | tr -d ' ')
+  check "dit-forward --backend cuda $flags" "$results/fwd_$name.log" $(mpi_np "$n") "$build/ditrun" dit-forward \
     --model random:1.3b --in "$work/in.h5" --out "$work/fwd_$name.h5" --backend cuda $flags
   rows+=("$(python3 - "$work/fwd_$name.h5" "$work/fwd_one.h5" <<'PY'
 import sys, h5py, numpy as np
@@ -59,10 +69,11 @@ job() {  # name, parallel keys
 }
 job one "replicas = 1"
 check "ditrun run, 1 GPU (reference)" "$results/run_one.log" "$build/ditrun" run "$work/one.toml" --backend cuda
-for layout in "cfg = 2" "ulysses = 2" "ring = 2"; do
-  name=${layout%% *}
+for entry in "${layouts[@]}"; do
+  n=${entry%%:*} l=${entry#*:}
+  layout=$(echo "$l" | sed -E 's/([a-z]+) ([0-9]+) ?/\1 = \2\n/g') name=$(echo "$l" | tr -d ' ')
   job "$name" "$layout"
-  check "ditrun run --backend cuda ($layout)" "$results/run_$name.log" "${mpi[@]}" "$build/ditrun" run "$work/$name.toml" --backend cuda
+  check "ditrun run --backend cuda ($l)" "$results/run_$name.log" $(mpi_np "$n") "$build/ditrun" run "$work/$name.toml" --backend cuda
   cp "$work/out-$name/report.json" "$results/report_$name.json" 2>/dev/null
   python3 - "$work/out-$name" "$work/out-one" <<'PY'; rows+=("$(cat "$work/cmp" 2>/dev/null || echo "  -> comparison FAILED")")
 import json, sys, h5py, numpy as np
@@ -76,7 +87,9 @@ b = h5py.File(f"{ref}/p0000.latents.h5")["latents"][:]
 e = float(np.linalg.norm(a - b) / np.linalg.norm(b))
 # After 3 CFG steps (guidance 5 amplifies v_c − v_u) bf16 rounding of differently shaped GEMMs compounds: report it
 # against the 2e-2 of the CUDA goldens' sampling loops.
-open(sys.argv[1] + "/../cmp", "w").write(f"  -> latents after 3 steps vs 1 GPU: relative L2 {e:.2e} ({'ok' if e < 2e-2 else 'TOO FAR'})")
+sp = r["prompts"][0].get("sequence_parallel")
+hidden = f"; comm {sp['comm_ms']:.0f} ms, hidden {sp['comm_hidden_share']:.2f}" if sp else ""
+open(sys.argv[1] + "/../cmp", "w").write(f"  -> latents after 3 steps vs 1 GPU: relative L2 {e:.2e} ({'ok' if e < 2e-2 else 'TOO FAR'}){hidden}")
 assert e < 2e-2
 PY
 done
