@@ -2,8 +2,8 @@
 // (or CPUs with MPI): speedup and efficiency against one GPU, bytes each rank sends per step (counted by the
 // code, next to the formula), communication time measured alone, and the share of the sequence-parallel
 // communication hidden behind compute, two ways: timed inside the step (comm-stream events against the compute
-// stream's waits) and from step times (overlap off minus on, over that communication alone); memory; and each
-// layout's latent after the steps against layout 1's (same noise, same steps).
+// stream's waits) and from step times (overlap off minus default, over that communication alone); the step with
+// Ulysses head-group pipelining too; memory; and each layout's latent after the steps against layout 1's.
 //   mpirun -np 2 sp_step_bench --config 14b --size 832x480 --layouts 1,cfg2,ulysses2,ring2 --json out.json
 #include <CLI/CLI.hpp>
 #include <mpi.h>
@@ -77,9 +77,11 @@ int main(int argc, char** argv) {
   app.add_option("--layouts", layouts_arg)->capture_default_str();
   app.add_option("--warmup", warmup)->capture_default_str();
   app.add_option("--iters", iters)->capture_default_str();
-  bool overlap_off = true;
+  std::string modes_arg = "default,off,pipelined";
   app.add_option("--json", json_path)->description("written after every layout, so a run cut short keeps its rows");
-  app.add_option("--overlap-off", overlap_off, "also time each sequence-parallel layout with overlap off")
+  app.add_option("--modes", modes_arg,
+                 "overlap modes timed for sequence-parallel layouts: default (ring overlapped, Ulysses not), off "
+                 "(nothing overlapped), pipelined (ring and Ulysses head groups overlapped)")
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
@@ -123,16 +125,21 @@ int main(int argc, char** argv) {
     const wan::ContextCache* my_uncond = !split || coord.cfg == 1 ? &uncond : nullptr;
     nlohmann::json row = {{"layout", name}, {"ranks", l.ranks_per_replica()}, {"cfg", l.cfg},
                           {"ulysses", l.ulysses}, {"ring", l.ring}};
-    for (bool overlap : {true, false}) {
-      if (!overlap && (l.sequence_parallel() == 1 || !overlap_off)) break;
+    for (const std::string mode : {"default", "off", "pipelined"}) {
+      const bool wanted = modes_arg.find(mode) != std::string::npos;
+      if (mode != "default" && (!wanted || l.sequence_parallel() == 1 || (mode == "pipelined" && l.ulysses == 1)))
+        continue;
+      const bool overlap = mode != "off";
       std::optional<parallel::SequenceParallel> sp;
-      if (l.sequence_parallel() > 1) sp.emplace(*ulysses, *ring, tokens, overlap);
+      if (l.sequence_parallel() > 1)
+        sp.emplace(*ulysses, *ring, tokens, parallel::Overlap{overlap, mode == "pipelined"});
       be.arena().reset_high_water();
       DenoiseLoop loop(dit, params, 9, cfg.get(), sp ? &*sp : nullptr, my_cond, my_uncond);
       const double step = median_seconds(mpi, be, warmup, iters, [&](int i) { loop.step(i); });
-      if (!overlap) {
-        row["step_ms_overlap_off"] = step * 1e3;
-        if (sp) row["sp_comm_ms_per_step_overlap_off"] = mpi.max_over_ranks(sp->stats().comm_ms) / params.steps;
+      if (mode != "default") {
+        row["step_ms_" + mode] = step * 1e3;
+        row["sp_comm_ms_per_step_" + mode] = mpi.max_over_ranks(sp->stats().comm_ms) / params.steps;
+        row["sp_exposed_ms_per_step_" + mode] = mpi.max_over_ranks(sp->stats().exposed_ms) / params.steps;
         continue;
       }
       row["step_ms"] = step * 1e3;
@@ -148,7 +155,8 @@ int main(int argc, char** argv) {
         row["sp_comm_ms_per_step"] = mpi.max_over_ranks(sp->stats().comm_ms) / params.steps;
         row["sp_exposed_ms_per_step"] = mpi.max_over_ranks(sp->stats().exposed_ms) / params.steps;
         row["sp_hidden_share_timed"] =
-            1.0 - row["sp_exposed_ms_per_step"].get<double>() / std::max(row["sp_comm_ms_per_step"].get<double>(), 1e-9);
+            1.0 - row["sp_exposed_ms_per_step"].get<double>() /
+                      std::max(row["sp_comm_ms_per_step"].get<double>(), 1e-9);
       }
       // Agreement with one GPU: the latent after the same steps from the same noise.
       const std::vector<float> latent = loop.gather_latent(*sp_group);
@@ -209,10 +217,11 @@ int main(int argc, char** argv) {
     }
     row["comm_ms_per_step_alone"] = comm_ms;
     // Hidden share of the sequence-parallel communication: what overlapping saved, over what it costs alone.
-    const double sp_comm_ms = row.value("ring_exchange_ms_per_step", 0.0) + row.value("ulysses_all_to_all_ms_per_step", 0.0);
-    if (row.contains("step_ms_overlap_off") && sp_comm_ms > 0)
+    const double sp_comm_ms =
+        row.value("ring_exchange_ms_per_step", 0.0) + row.value("ulysses_all_to_all_ms_per_step", 0.0);
+    if (row.contains("step_ms_off") && sp_comm_ms > 0)
       row["sp_comm_hidden_share"] = std::clamp(
-          (row["step_ms_overlap_off"].get<double>() - row["step_ms"].get<double>()) / sp_comm_ms, 0.0, 1.0);
+          (row["step_ms_off"].get<double>() - row["step_ms"].get<double>()) / sp_comm_ms, 0.0, 1.0);
     if (one_gpu > 0) {
       row["speedup"] = one_gpu * 1e3 / row["step_ms"].get<double>();
       row["efficiency"] = row["speedup"].get<double>() / l.ranks_per_replica();

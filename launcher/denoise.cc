@@ -54,6 +54,7 @@ void DenoiseLoop::step(int i) {
   if (uncond_) dit_.forward_tokens(v_uncond_, x_, grid_, timestep, *uncond_, sp_);
   const bool split = cfg_ && cfg_->size() == 2 && params_.guidance != 1.0;
   if (split) {
+    be.synchronize();  // the exchange alone is timed (with the pair's skew), not the passes before it
     const auto t = Clock::now();
     Tensor& mine = cfg_->rank() == 0 ? v_cond_ : v_uncond_;
     cfg_->all_gather(mine.data(), pair_.data(), static_cast<size_t>(mine.numel()), DType::f32,
@@ -114,7 +115,9 @@ nlohmann::json denoise_prompt(DenoiseContext& c, const PromptItem& prompt) {
 
   const Shape shape = latent_shape(s);
   std::optional<parallel::SequenceParallel> sp;
-  if (c.sp && c.sp->size() > 1) sp.emplace(*c.ulysses, *c.ring, shape[1] * (shape[2] / 2) * (shape[3] / 2));
+  if (c.sp && c.sp->size() > 1)
+    sp.emplace(*c.ulysses, *c.ring, shape[1] * (shape[2] / 2) * (shape[3] / 2),
+               parallel::Overlap{c.job.ring_overlap, c.job.ulysses_overlap});
   DenoiseLoop loop(c.dit, s, prompt.seed, c.cfg, sp ? &*sp : nullptr, runs_cond ? &cond : nullptr,
                    runs_uncond ? &uncond : nullptr);
   nlohmann::json step_seconds = nlohmann::json::array();

@@ -136,8 +136,18 @@ void read_model(const Reader& r, const toml::table& t, const std::filesystem::pa
   }
 }
 
-void read_parallel(const Reader& r, const toml::table& t, partition::LayoutRequest& par) {
-  r.only_keys(t, "parallel", {"replicas", "cfg", "pipefusion", "ring", "ulysses", "vae_ranks", "text_ranks"});
+void read_parallel(const Reader& r, const toml::table& t, Job& job) {
+  partition::LayoutRequest& par = job.parallel;
+  r.only_keys(t, "parallel", {"replicas", "cfg", "pipefusion", "ring", "ulysses", "vae_ranks", "text_ranks",
+                              "ring_overlap", "ulysses_overlap"});
+  const std::pair<std::string_view, bool*> switches[] = {{"ring_overlap", &job.ring_overlap},
+                                                         {"ulysses_overlap", &job.ulysses_overlap}};
+  for (auto [key, field] : switches)
+    if (auto* n = t.get(key)) {
+      if (!n->is_boolean())
+        r.fail("parallel." + std::string(key), std::string("must be true or false, got ") + type_name(*n));
+      *field = n->as_boolean()->get();
+    }
   if (auto* n = t.get("replicas")) {
     if (auto* s = n->as_string()) {
       if (s->get() != "auto")
@@ -338,7 +348,7 @@ Job parse_job(std::string_view toml_text, const std::filesystem::path& file) {
   Job job;
   job.file = file;
   if (auto* t = r.section(root, "model")) read_model(r, *t, file, job.model);
-  if (auto* t = r.section(root, "parallel")) read_parallel(r, *t, job.parallel);
+  if (auto* t = r.section(root, "parallel")) read_parallel(r, *t, job);
   if (auto* t = r.section(root, "sampling")) read_sampling(r, *t, job);
   if (auto* t = r.section(root, "output")) read_output(r, *t, job.output);
   read_prompts(r, r.section(root, "prompts"), job);
@@ -382,7 +392,9 @@ nlohmann::json job_to_json(const Job& job) {
         {"ring", p.ring},
         {"ulysses", p.ulysses},
         {"vae_ranks", p.vae_ranks},
-        {"text_ranks", p.text_ranks}}},
+        {"text_ranks", p.text_ranks},
+        {"ring_overlap", job.ring_overlap},
+        {"ulysses_overlap", job.ulysses_overlap}}},
       {"sampling", sampling},
       {"output",
        {{"dir", job.output.dir},

@@ -52,6 +52,8 @@ struct Job {
   std::filesystem::path file;  // the job file as given
   ModelSection model;
   partition::LayoutRequest parallel;
+  bool ring_overlap = true;      // [parallel] ring_overlap: the K/V exchange beside compute
+  bool ulysses_overlap = false;  // [parallel] ulysses_overlap: head-group pipelining of the all-to-alls
   SamplingParams sampling;  // job-wide defaults
   uint64_t seed = 0;
   std::string negative_prompt;  // job-wide default

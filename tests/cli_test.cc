@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <array>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -229,9 +230,9 @@ TEST_F(Cli, EveryLayoutOf1To8RanksGivesTheSingleRankLatents) {
   // 45 latent tokens (3 × 3 × 5): not a multiple of any sequence-parallel degree above 1; the tiny model's 4 heads
   // do not divide over 8 Ulysses ranks.
   write_embeddings(dir_ / "emb.h5");
-  auto job = [](int cfg, int ring, int ulysses, const std::string& out) {
+  auto job = [](int cfg, int ring, int ulysses, const std::string& out, bool ulysses_overlap = false) {
     return "[parallel]\ncfg = " + std::to_string(cfg) + "\nring = " + std::to_string(ring) + "\nulysses = " +
-           std::to_string(ulysses) +
+           std::to_string(ulysses) + "\nulysses_overlap = " + (ulysses_overlap ? "true" : "false") +
            "\n[sampling]\nsteps = 3\nframes = 9\nwidth = 80\nheight = 48\n[output]\ndir = \"" + out +
            "\"\n[prompts]\nlist = [\"a red fox in snow\"]\nembeddings = \"emb.h5\"\n";
   };
@@ -265,6 +266,14 @@ TEST_F(Cli, EveryLayoutOf1To8RanksGivesTheSingleRankLatents) {
     } else {
       EXPECT_FALSE(entry.contains("sequence_parallel")) << name;
     }
+  }
+  // Ulysses head-group pipelining (2 of the tiny model's 4 heads per rank: two groups of one head).
+  for (const auto& l : {std::array{1, 1, 2}, std::array{2, 2, 2}}) {
+    const std::string name = "pipelined_c" + std::to_string(l[0]) + "r" + std::to_string(l[1]);
+    write(name + ".toml", job(l[0], l[1], l[2], name, true));
+    Result r = run(mpirun(l[0] * l[1] * l[2]) + " run " + name + ".toml");
+    ASSERT_EQ(r.code, 0) << name << "\n" << r.err;
+    EXPECT_LT(relative_l2(read_latents(dir_ / name / "p0000.latents.h5"), want), 1e-5) << name;
   }
 }
 

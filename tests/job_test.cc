@@ -176,6 +176,19 @@ TEST(Job, ParallelDegreesOnlyTypeChecked) {
   EXPECT_INPUT_ERROR(parse(with_prompts("[parallel]\nring = 5000000000")), "out of range", "parallel.ring");
 }
 
+TEST(Job, OverlapSwitches) {
+  const Job defaults = parse(with_prompts(""));
+  EXPECT_TRUE(defaults.ring_overlap);
+  EXPECT_FALSE(defaults.ulysses_overlap);
+  const Job set = parse(with_prompts("[parallel]\nring_overlap = false\nulysses_overlap = true"));
+  EXPECT_FALSE(set.ring_overlap);
+  EXPECT_TRUE(set.ulysses_overlap);
+  EXPECT_EQ(job_to_json(set)["parallel"]["ulysses_overlap"], true);
+  EXPECT_INPUT_ERROR(parse(with_prompts("[parallel]\nulysses_overlap = 1")),
+                     "parallel.ulysses_overlap must be true or false, got integer",
+                     "job.toml: parallel.ulysses_overlap");
+}
+
 TEST(Job, ModelPaths) {
   EXPECT_EQ(parse_job(with_prompts("[model]\nname = \"tiny\""), "/a/b/job.toml").model.name, "tiny");
   EXPECT_EQ(parse_job(with_prompts("[model]\nname = \"../models/wan\""), "/a/b/job.toml").model.name, "/a/models/wan");

@@ -54,7 +54,11 @@ void require_alias_same_dtype(const Tensor& out, const Tensor& x, const char* op
 CudaBackend::CudaBackend() {
   DITRUN_CUDA_CHECK(cudaGetDevice(&device_));
   DITRUN_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
-  DITRUN_CUDA_CHECK(cudaStreamCreateWithFlags(&comm_stream_, cudaStreamNonBlocking));
+  // Communication gets the highest priority: its kernels (NCCL) take SMs as soon as any frees up, instead of
+  // queueing behind every block of a long attention or GEMM and then spinning on SMs that compute needs.
+  int least_priority = 0, greatest_priority = 0;
+  DITRUN_CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least_priority, &greatest_priority));
+  DITRUN_CUDA_CHECK(cudaStreamCreateWithPriority(&comm_stream_, cudaStreamNonBlocking, greatest_priority));
   DITRUN_CUDA_CHECK(cudaEventCreateWithFlags(&compute_done_, cudaEventDisableTiming));
   try {
     arena_ = std::make_unique<Arena>(

@@ -17,7 +17,7 @@ int64_t valid_keys(int64_t total, int64_t first, int64_t chunk) {
 
 }  // namespace
 
-SequenceParallel::SequenceParallel(comm::Comm& ulysses, comm::Comm& ring, int64_t total_tokens, bool overlap)
+SequenceParallel::SequenceParallel(comm::Comm& ulysses, comm::Comm& ring, int64_t total_tokens, Overlap overlap)
     : ulysses_(ulysses), ring_(ring), total_(total_tokens), overlap_(overlap) {
   const int64_t p = degree();
   shard_ = (total_tokens + p - 1) / p;
@@ -43,14 +43,14 @@ void SequenceParallel::attention(Backend& be, const Tensor& q, const Tensor& k, 
     be.arena().rewind(mark);
     return;
   }
-  // Ulysses: my tokens × all heads -> the group's tokens × my heads (padded heads are zeros). With overlap the
-  // heads go in two groups on the communication stream: group 1 travels while group 0's attention computes, and
-  // group 0's output travels back while group 1's computes.
+  // Ulysses: my tokens × all heads -> the group's tokens × my heads (padded heads are zeros). With Ulysses
+  // overlap the heads go in two groups on the communication stream: group 1 travels while group 0's attention
+  // computes, and group 0's output travels back while group 1's computes.
   comm::UlyssesShape shape{static_cast<size_t>(shard_), static_cast<size_t>(heads), static_cast<size_t>(d),
                            be.compute_dtype()};
   const int64_t local_heads = static_cast<int64_t>(shape.padded_heads(u)) / u, chunk = shard_ * u;
   // The CPU has no second stream (MPI completes on the host) but takes the same grouped path.
-  const bool pipelined = overlap_ && local_heads % 2 == 0;
+  const bool pipelined = overlap_.ulysses && local_heads % 2 == 0;
   const int groups = pipelined ? 2 : 1;
   const int64_t group_heads = local_heads / groups;
   const comm::Stream comm_stream{pipelined && be.comm_stream_handle() ? be.comm_stream_handle() : be.stream_handle()};
@@ -122,7 +122,7 @@ void SequenceParallel::ring_attention(Backend& be, const Tensor& q, Tensor& kv, 
   Tensor* hold = &kv;
   Tensor* next = &incoming;
   const comm::Stream compute{be.stream_handle()};
-  const bool beside = overlap_ && be.comm_stream_handle();  // the exchange runs on its own stream
+  const bool beside = overlap_.ring && be.comm_stream_handle();  // the exchange runs on its own stream
   const comm::Stream comm_stream{beside ? be.comm_stream_handle() : be.stream_handle()};
   for (int step = 0; step < r; ++step) {
     std::unique_ptr<comm::Pending> pending;
@@ -132,7 +132,7 @@ void SequenceParallel::ring_attention(Backend& be, const Tensor& q, Tensor& kv, 
       pending = ring_.send_recv(hold->data(), (me + 1) % r, next->data(), (me - 1 + r) % r,
                                 static_cast<size_t>(hold->numel()), hold->dtype(), comm_stream);
       stats_.ring_bytes += static_cast<double>(hold->bytes());
-      if (!overlap_) pending->wait(compute);
+      if (!overlap_.ring) pending->wait(compute);
       comm_span(sent, be.time_mark(beside), !beside);
     }
     const int holder = (me - step + r) % r;  // whose chunk is in hand

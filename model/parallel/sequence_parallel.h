@@ -24,13 +24,20 @@ struct CommStats {
   void reset() { *this = {}; }
 };
 
+// Which exchanges run on the backend's communication stream beside compute.
+struct Overlap {
+  // The ring exchange of the next K/V block while the current block computes.
+  bool ring = true;
+  // The Ulysses all-to-alls in two head groups: one group travels while the other's attention computes. Off by
+  // default: on H200s over NVLink the NCCL kernels then hold SMs that compute needs and the step is slower
+  // (bench/README.md, "Overlap").
+  bool ulysses = false;
+};
+
 class SequenceParallel {
  public:
   // ulysses, ring: this rank's groups (size 1 when that axis is not split); total_tokens = F·H/2·W/2.
-  // With overlap, communication runs on the backend's communication stream beside compute: the ring exchange of
-  // the next K/V block while the current one computes, and the Ulysses all-to-alls of one head group while the
-  // other group's attention computes.
-  SequenceParallel(comm::Comm& ulysses, comm::Comm& ring, int64_t total_tokens, bool overlap = true);
+  SequenceParallel(comm::Comm& ulysses, comm::Comm& ring, int64_t total_tokens, Overlap overlap = {});
 
   int degree() const { return ulysses_.size() * ring_.size(); }
   int rank() const { return ring_.rank() * ulysses_.size() + ulysses_.rank(); }  // position in the sp group
@@ -39,7 +46,7 @@ class SequenceParallel {
   int64_t first_token() const { return rank() * shard_; }
   const CommStats& stats() const { return stats_; }
   CommStats& stats() { return stats_; }
-  void set_overlap(bool overlap) { overlap_ = overlap; }
+  const Overlap& overlap() const { return overlap_; }
 
   // Self-attention of this shard: q, k, v, out [shard, heads, head_dim] in the backend's compute dtype.
   void attention(Backend& be, const Tensor& q, const Tensor& k, const Tensor& v, Tensor& out, float scale);
@@ -61,7 +68,7 @@ class SequenceParallel {
   comm::Comm& ring_;
   int64_t total_;
   int64_t shard_;
-  bool overlap_;
+  Overlap overlap_;
   CommStats stats_;
   std::vector<std::pair<int, int>> comm_spans_, exposed_spans_;  // time marks, settled once per step
 };
