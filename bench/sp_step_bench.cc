@@ -125,6 +125,51 @@ int main(int argc, char** argv) {
     const wan::ContextCache* my_uncond = !split || coord.cfg == 1 ? &uncond : nullptr;
     nlohmann::json row = {{"layout", name}, {"ranks", l.ranks_per_replica()}, {"cfg", l.cfg},
                           {"ulysses", l.ulysses}, {"ring", l.ring}};
+    // The exchanges are timed alone first, which also sets up NCCL's connections for this layout's communicators
+    // so that the timed steps below do not pay for it; then the steps.
+    // The formulas the counts must match (es: bytes per element of the compute dtype; one pass per rank when cfg
+    // splits, else two).
+    const double passes = split ? 1 : 2, layers = c.layers, d = c.head_dim();
+    const double es = static_cast<double>(dtype_size(be.compute_dtype()));
+    const int64_t sp_degree = l.sequence_parallel(), shard = (tokens + sp_degree - 1) / sp_degree;
+    const double padded_heads = std::ceil(static_cast<double>(c.heads) / l.ulysses) * l.ulysses;
+    row["ulysses_bytes_formula"] =
+        passes * layers * 4 * (l.ulysses - 1.0) / l.ulysses * shard * padded_heads * d * es;
+    row["ring_bytes_formula"] =
+        passes * layers * (l.ring - 1.0) * 2 * shard * l.ulysses * (padded_heads / l.ulysses) * d * es;
+    // Communication alone: the same exchanges, timed without compute.
+    double comm_ms = 0;
+    if (l.ring > 1) {
+      const int64_t count = 2 * shard * l.ulysses * static_cast<int64_t>(padded_heads / l.ulysses) * c.head_dim();
+      Tensor a = be.allocate({count}, be.compute_dtype()), b = be.allocate({count}, be.compute_dtype());
+      const double one = median_seconds(mpi, be, 2, 5, [&](int) {
+        ring->send_recv(a.data(), (ring->rank() + 1) % l.ring, b.data(), (ring->rank() - 1 + l.ring) % l.ring,
+                        static_cast<size_t>(count), be.compute_dtype(), comm::Stream{be.stream_handle()})
+            ->wait(comm::Stream{be.stream_handle()});
+      });
+      comm_ms += one * passes * layers * (l.ring - 1) * 1e3;
+      row["ring_exchange_ms_per_step"] = one * passes * layers * (l.ring - 1) * 1e3;
+    }
+    if (l.ulysses > 1) {
+      const int64_t count = shard * static_cast<int64_t>(padded_heads) * c.head_dim();
+      Tensor a = be.allocate({count}, be.compute_dtype()), b = be.allocate({count}, be.compute_dtype());
+      const double one = median_seconds(mpi, be, 2, 5, [&](int) {
+        ulysses->all_to_all(a.data(), b.data(), static_cast<size_t>(count / l.ulysses), be.compute_dtype(),
+                            comm::Stream{be.stream_handle()});
+      });
+      comm_ms += one * passes * layers * 4 * 1e3;
+      row["ulysses_all_to_all_ms_per_step"] = one * passes * layers * 4 * 1e3;
+    }
+    if (split) {  // the velocity all-gather of the cfg pair, alone (in the step it also absorbs the pair's skew)
+      const int64_t count = (sp_degree > 1 ? shard : tokens) * c.out_features();
+      Tensor a = be.allocate({count}, DType::f32), b = be.allocate({2 * count}, DType::f32);
+      const double one = median_seconds(mpi, be, 2, 5, [&](int) {
+        cfg->all_gather(a.data(), b.data(), static_cast<size_t>(count), DType::f32, comm::Stream{be.stream_handle()});
+      });
+      row["cfg_all_gather_ms_per_step"] = one * 1e3;
+      comm_ms += one * 1e3;
+    }
+    row["comm_ms_per_step_alone"] = comm_ms;
     for (const std::string mode : {"default", "off", "pipelined"}) {
       const bool wanted = modes_arg.find(mode) != std::string::npos;
       if (mode != "default" && (!wanted || l.sequence_parallel() == 1 || (mode == "pipelined" && l.ulysses == 1)))
@@ -173,49 +218,6 @@ int main(int argc, char** argv) {
       row["cfg_bytes_per_step"] = split ? static_cast<double>(sp ? sp->shard_tokens() : tokens) * 64 * 4 : 0.0;
       row["cfg_exchange_ms_per_step"] = loop.cfg_exchange_seconds() / params.steps * 1e3;
     }
-    // The formulas the counts must match (es: bytes per element of the compute dtype; one pass per rank when cfg
-    // splits, else two).
-    const double passes = split ? 1 : 2, layers = c.layers, d = c.head_dim();
-    const double es = static_cast<double>(dtype_size(be.compute_dtype()));
-    const int64_t sp_degree = l.sequence_parallel(), shard = (tokens + sp_degree - 1) / sp_degree;
-    const double padded_heads = std::ceil(static_cast<double>(c.heads) / l.ulysses) * l.ulysses;
-    row["ulysses_bytes_formula"] =
-        passes * layers * 4 * (l.ulysses - 1.0) / l.ulysses * shard * padded_heads * d * es;
-    row["ring_bytes_formula"] =
-        passes * layers * (l.ring - 1.0) * 2 * shard * l.ulysses * (padded_heads / l.ulysses) * d * es;
-    // Communication alone: the same exchanges, timed without compute.
-    double comm_ms = 0;
-    if (l.ring > 1) {
-      const int64_t count = 2 * shard * l.ulysses * static_cast<int64_t>(padded_heads / l.ulysses) * c.head_dim();
-      Tensor a = be.allocate({count}, be.compute_dtype()), b = be.allocate({count}, be.compute_dtype());
-      const double one = median_seconds(mpi, be, 2, 5, [&](int) {
-        ring->send_recv(a.data(), (ring->rank() + 1) % l.ring, b.data(), (ring->rank() - 1 + l.ring) % l.ring,
-                        static_cast<size_t>(count), be.compute_dtype(), comm::Stream{be.stream_handle()})
-            ->wait(comm::Stream{be.stream_handle()});
-      });
-      comm_ms += one * passes * layers * (l.ring - 1) * 1e3;
-      row["ring_exchange_ms_per_step"] = one * passes * layers * (l.ring - 1) * 1e3;
-    }
-    if (l.ulysses > 1) {
-      const int64_t count = shard * static_cast<int64_t>(padded_heads) * c.head_dim();
-      Tensor a = be.allocate({count}, be.compute_dtype()), b = be.allocate({count}, be.compute_dtype());
-      const double one = median_seconds(mpi, be, 2, 5, [&](int) {
-        ulysses->all_to_all(a.data(), b.data(), static_cast<size_t>(count / l.ulysses), be.compute_dtype(),
-                            comm::Stream{be.stream_handle()});
-      });
-      comm_ms += one * passes * layers * 4 * 1e3;
-      row["ulysses_all_to_all_ms_per_step"] = one * passes * layers * 4 * 1e3;
-    }
-    if (split) {  // the velocity all-gather of the cfg pair, alone (in the step it also absorbs the pair's skew)
-      const int64_t count = (sp_degree > 1 ? shard : tokens) * c.out_features();
-      Tensor a = be.allocate({count}, DType::f32), b = be.allocate({2 * count}, DType::f32);
-      const double one = median_seconds(mpi, be, 2, 5, [&](int) {
-        cfg->all_gather(a.data(), b.data(), static_cast<size_t>(count), DType::f32, comm::Stream{be.stream_handle()});
-      });
-      row["cfg_all_gather_ms_per_step"] = one * 1e3;
-      comm_ms += one * 1e3;
-    }
-    row["comm_ms_per_step_alone"] = comm_ms;
     // Hidden share of the sequence-parallel communication: what overlapping saved, over what it costs alone.
     const double sp_comm_ms =
         row.value("ring_exchange_ms_per_step", 0.0) + row.value("ulysses_all_to_all_ms_per_step", 0.0);
