@@ -529,7 +529,8 @@ prompts = {list = ["a cat", {id = "dog", prompt = "a dog", steps = 12}]}
   const auto expect = [](const char* text) { return nlohmann::json::parse(text); };
   EXPECT_EQ(j["model"], expect(R"({"name": "tiny", "backend": "cpu"})"));
   EXPECT_EQ(j["parallel"], expect(R"({"replicas": "auto", "cfg": 2, "pipefusion": 1, "ring": 1, "ulysses": 4,
-                                     "vae_ranks": 0, "text_ranks": 0})"));
+                                     "vae_ranks": 0, "text_ranks": 0, "ring_overlap": true,
+                                     "ulysses_overlap": false})"));
   EXPECT_EQ(j["sampling"], expect(R"({"steps": 50, "guidance": 5.0, "shift": 5.0, "solver": "unipc", "frames": 81,
                                      "width": 832, "height": 480, "seed": 9, "negative_prompt": "bad"})"));
   EXPECT_EQ(j["output"], expect(R"({"dir": "out", "codec": "h264", "crf": 18, "preset": "medium", "fps": 16,
