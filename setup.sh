@@ -11,7 +11,7 @@ packages=(
   build-essential cmake ninja-build pkg-config git
   openmpi-bin libopenmpi-dev
   libhdf5-dev
-  libavcodec-dev libavformat-dev libswscale-dev libavutil-dev
+  libavcodec-dev libavformat-dev libswscale-dev libavutil-dev ffmpeg
   libgtest-dev nlohmann-json3-dev libtomlplusplus-dev libcli11-dev
 )
 
