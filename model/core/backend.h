@@ -70,6 +70,8 @@ class Backend {
   // --- attention
   // Per head h: out[:,h,:] = softmax(scale·q kᵀ) v over keys [0, kv_valid); q [Lq,H,d], k,v [Lk,H,d].
   // lse (optional) [H, Lq] f32 = log Σ exp(scale·q·k): ring attention merges partial results with it.
+  // CUDA: bf16 with d ∈ {32, 64, 128} (tensor cores, the DiT), or f32 with d ≤ 512 (the VAE's one head of width
+  // C, spec §4.2).
   virtual void attention(Tensor& out, Tensor* lse, const Tensor& q, const Tensor& k, const Tensor& v,
                          int64_t kv_valid, float scale) = 0;
 
@@ -104,6 +106,30 @@ class Backend {
   virtual void patchify(Tensor& tokens, const Tensor& latent) = 0;
   // tokens [F·H/2·W/2, 4·C] -> latent [C,F,H,W] f32.
   virtual void unpatchify(Tensor& latent, const Tensor& tokens) = 0;
+
+  // --- video (the Wan-VAE decoder, spec §4). Activations are channels-last, one video [T, H, W, C] contiguous,
+  // so frames are dim-0 slices and 1×1 convolutions are `linear` over C. All f32.
+  // A stride-1 3-D convolution, valid in time and zero-padded in space: in [Ti,Hi,Wi,Ci], weight [Co,kt,kh,kw,Ci]
+  // (PyTorch's [Co,Ci,kt,kh,kw] permuted at load), bias [Co] (optional), out [Ti−kt+1, Hi+2·pad_h−kh+1,
+  // Wi+2·pad_w−kw+1, Co]: out[t,y,x,o] = bias[o] + Σ w[o,a,b,c,i]·in[t+a, y+b−pad_h, x+c−pad_w, i]. Causal time
+  // padding is the caller's: it prepends cached or zero frames (spec §4.4).
+  virtual void conv3d(Tensor& out, const Tensor& in, const Tensor& weight, const Tensor* bias, int pad_h,
+                      int pad_w) = 0;
+  // The VAE's RMS_norm over the last dim (spec §4.2): y = x / max(‖x‖₂, 1e-12)·sqrt(D)·gamma[D] (no eps inside a
+  // root, unlike rms_norm), then y·sigmoid(y) when `then_silu` (every VAE norm but the attention's is followed by
+  // SiLU). out may alias x.
+  virtual void vae_rms_norm(Tensor& out, const Tensor& x, const Tensor& gamma, bool then_silu) = 0;
+  // Nearest ×2 in H and W ('nearest-exact' at scale 2): in [T,H,W,C] -> out [T,2H,2W,C].
+  virtual void upsample_nearest2x(Tensor& out, const Tensor& in) = 0;
+  // Channel groups become frames (upsample3d's time interleave, spec §4.2): in [T,H,W,f·C] -> out [f·T,H,W,C],
+  // out[f·t + s, y, x, c] = in[t, y, x, s·C + c].
+  virtual void channels_to_frames(Tensor& out, const Tensor& in, int factor) = 0;
+  // A channels-first latent to channels-last, with a per-channel affine (the VAE's de-normalisation z·std + mean,
+  // spec §4.1): in [C,T,H,W] -> out [T,H,W,C], out[t,y,x,c] = in[c,t,y,x]·scale[c] + shift[c] (f32 [C]).
+  virtual void latent_to_channels_last(Tensor& out, const Tensor& in, const Tensor& scale, const Tensor& shift) = 0;
+  // Channels-last frames to planar frames, clamped (the decoder's output, spec §4.4; the video sinks take
+  // [3][H][W]): in [T,H,W,C] -> out [T,C,H,W], out[t,c,y,x] = clamp(in[t,y,x,c], lo, hi).
+  virtual void frames_to_planar(Tensor& out, const Tensor& in, float lo, float hi) = 0;
 
  protected:
   std::unique_ptr<Arena> arena_;

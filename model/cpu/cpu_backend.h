@@ -34,6 +34,14 @@ class CpuBackend final : public Backend {
   void fill_normal(Tensor& t, uint64_t seed, uint64_t stream, float mean, float std_dev) override;
   void patchify(Tensor& tokens, const Tensor& latent) override;
   void unpatchify(Tensor& latent, const Tensor& tokens) override;
+
+  // Video ops of the VAE (cpu_video_ops.cc).
+  void conv3d(Tensor& out, const Tensor& in, const Tensor& weight, const Tensor* bias, int pad_h, int pad_w) override;
+  void vae_rms_norm(Tensor& out, const Tensor& x, const Tensor& gamma, bool then_silu) override;
+  void upsample_nearest2x(Tensor& out, const Tensor& in) override;
+  void channels_to_frames(Tensor& out, const Tensor& in, int factor) override;
+  void latent_to_channels_last(Tensor& out, const Tensor& in, const Tensor& scale, const Tensor& shift) override;
+  void frames_to_planar(Tensor& out, const Tensor& in, float lo, float hi) override;
 };
 
 // Threads of the CPU ops (OpenMP). Ranks sharing a host should split its cores, not oversubscribe them.

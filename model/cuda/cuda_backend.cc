@@ -10,6 +10,7 @@
 #include "model/cuda/attention.h"
 #include "model/cuda/elementwise.h"
 #include "model/cuda/gemm.h"
+#include "model/cuda/video_ops.h"
 
 namespace ditrun {
 
@@ -318,8 +319,10 @@ void CudaBackend::lincomb(Tensor& out, std::span<const float> coeffs, std::span<
 void CudaBackend::attention(Tensor& out, Tensor* lse, const Tensor& q, const Tensor& k, const Tensor& v,
                             int64_t kv_valid, float scale) {
   require_device("attention", {&out, lse, &q, &k, &v});
+  // bf16 on tensor cores (the DiT), or all f32 (the VAE's single wide head, a simple kernel).
+  const DType dtype = q.dtype() == DType::f32 ? DType::f32 : DType::bf16;
   for (const Tensor* t : std::initializer_list<const Tensor*>{&out, &q, &k, &v})
-    require_dtype(*t, {DType::bf16}, "attention", "q/k/v/out");
+    require_dtype(*t, {dtype}, "attention", "q/k/v/out");
   if (q.rank() != 3 || k.rank() != 3 || v.rank() != 3)
     invalid("attention", "q/k/v must be [L, H, d]");
   const int64_t lq = q.dim(0), h = q.dim(1), d = q.dim(2), lk = k.dim(0);
@@ -329,6 +332,12 @@ void CudaBackend::attention(Tensor& out, Tensor* lse, const Tensor& q, const Ten
   if (lse) {
     require_dtype(*lse, {DType::f32}, "attention", "lse");
     if (lse->numel() != h * lq) invalid("attention", "lse " + shape_string(lse->shape()));
+  }
+  if (dtype == DType::f32) {
+    cuda::attention_f32(out.ptr<float>(), lse ? lse->ptr<float>() : nullptr, q.ptr<float>(), k.ptr<float>(),
+                        v.ptr<float>(), lq, lk, std::clamp<int64_t>(kv_valid, 0, lk), static_cast<int>(h),
+                        static_cast<int>(d), scale, stream_);
+    return;
   }
   cuda::attention_bf16(out.data(), lse ? lse->ptr<float>() : nullptr, q.data(), k.data(), v.data(), lq, lk,
                        std::clamp<int64_t>(kv_valid, 0, lk), static_cast<int>(h), static_cast<int>(d), scale,

@@ -61,6 +61,14 @@ class CudaBackend final : public Backend {
   void patchify(Tensor& tokens, const Tensor& latent) override;
   void unpatchify(Tensor& latent, const Tensor& tokens) override;
 
+  // Video ops of the VAE (cuda_video_ops.cc).
+  void conv3d(Tensor& out, const Tensor& in, const Tensor& weight, const Tensor* bias, int pad_h, int pad_w) override;
+  void vae_rms_norm(Tensor& out, const Tensor& x, const Tensor& gamma, bool then_silu) override;
+  void upsample_nearest2x(Tensor& out, const Tensor& in) override;
+  void channels_to_frames(Tensor& out, const Tensor& in, int factor) override;
+  void latent_to_channels_last(Tensor& out, const Tensor& in, const Tensor& scale, const Tensor& shift) override;
+  void frames_to_planar(Tensor& out, const Tensor& in, float lo, float hi) override;
+
  private:
   // Device f32 buffer for bf16 upload/download, at least `floats` long (capped: transfers go in pieces).
   float* staging(size_t floats);

@@ -1,0 +1,224 @@
+#include "model/wan/vae_decoder.h"
+
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+namespace ditrun::wan {
+
+namespace {
+
+// Rewinds the scratch arena when a chunk is done with its temporaries.
+class ScratchScope {
+ public:
+  explicit ScratchScope(Arena& arena) : arena_(arena), mark_(arena.mark()) {}
+  ~ScratchScope() { arena_.rewind(mark_); }
+
+ private:
+  Arena& arena_;
+  Arena::Mark mark_;
+};
+
+constexpr int64_t kCacheFrames = 2;  // CACHE_T (spec §4.4): a 3-tap causal conv needs the 2 frames before
+
+void zero(Backend& be, Tensor& t) { be.lincomb(t, {}, {}); }  // an empty sum: zeros on every backend
+
+}  // namespace
+
+VaeDecoder::VaeDecoder(Backend& backend, VaeConfig config, VaeDecoderWeights weights)
+    : backend_(backend), config_(std::move(config)), w_(std::move(weights)) {
+  validate_vae_config(config_);
+  latents_mean_ = backend_.allocate({config_.z_dim}, DType::f32);
+  latents_std_ = backend_.allocate({config_.z_dim}, DType::f32);
+  backend_.upload(latents_mean_, config_.latents_mean.data());
+  backend_.upload(latents_std_, config_.latents_std.data());
+}
+
+VaeDecoder::CacheSlot& VaeDecoder::slot(int index, int64_t h, int64_t w, int64_t c) {
+  if (cache_.size() <= static_cast<size_t>(index)) cache_.resize(static_cast<size_t>(index) + 1);
+  CacheSlot& s = cache_[index];
+  const Shape shape = {kCacheFrames, h, w, c};
+  if (s.frames.data() == nullptr || s.frames.shape() != shape) {  // first use at this size: zeros
+    s.frames = backend_.allocate(shape, DType::f32);
+    zero(backend_, s.frames);
+  }
+  return s;
+}
+
+Tensor VaeDecoder::with_history(CacheSlot& cache, int64_t frames, int64_t h, int64_t w, int64_t c) {
+  Tensor padded = backend_.scratch({kCacheFrames + frames, h, w, c}, DType::f32);
+  Tensor head = padded.slice(0, kCacheFrames);
+  backend_.copy(head, cache.frames);
+  return padded;
+}
+
+void VaeDecoder::keep_history(CacheSlot& cache, const Tensor& padded) {
+  // The last 2 frames of [cache, x]: for a 1-frame x that is [old last frame, x] (spec §4.4 generic rule).
+  const int64_t total = padded.dim(0);
+  backend_.copy(cache.frames, padded.slice(total - kCacheFrames, total));
+}
+
+Tensor VaeDecoder::causal_conv(const VaeConv& conv, int slot_index, const Tensor& x) {
+  const int64_t n = x.dim(0), h = x.dim(1), w = x.dim(2), c = x.dim(3);
+  CacheSlot& cache = slot(slot_index, h, w, c);
+  Tensor padded = with_history(cache, n, h, w, c);
+  Tensor tail = padded.slice(kCacheFrames, kCacheFrames + n);
+  backend_.copy(tail, x);
+  keep_history(cache, padded);
+  const int64_t kh = conv.w.dim(2), kw = conv.w.dim(3);
+  Tensor y = backend_.scratch({n + kCacheFrames - conv.w.dim(1) + 1, h, w, conv.w.dim(0)}, DType::f32);
+  backend_.conv3d(y, padded, conv.w, &conv.b, static_cast<int>(kh / 2), static_cast<int>(kw / 2));
+  return y;
+}
+
+Tensor VaeDecoder::norm_silu_causal_conv(const Tensor& gamma, const VaeConv& conv, int slot_index, const Tensor& x) {
+  const int64_t n = x.dim(0), h = x.dim(1), w = x.dim(2), c = x.dim(3);
+  CacheSlot& cache = slot(slot_index, h, w, c);
+  Tensor padded = with_history(cache, n, h, w, c);
+  Tensor tail = padded.slice(kCacheFrames, kCacheFrames + n);
+  backend_.vae_rms_norm(tail, x, gamma, /*then_silu=*/true);  // the cache holds the conv's input: after SiLU
+  keep_history(cache, padded);
+  Tensor y = backend_.scratch({n, h, w, conv.w.dim(0)}, DType::f32);
+  backend_.conv3d(y, padded, conv.w, &conv.b, 1, 1);
+  return y;
+}
+
+// ResidualBlock (spec §4.2): [RMS_norm, SiLU, conv1, RMS_norm, SiLU, conv2] + shortcut; two cache slots.
+Tensor VaeDecoder::residual_block(const VaeResidualBlock& block, int& next_slot, const Tensor& x) {
+  const int64_t n = x.dim(0), h = x.dim(1), w = x.dim(2), ci = x.dim(3), co = block.conv1.w.dim(0);
+  Tensor shortcut = x;
+  if (block.has_shortcut) {
+    shortcut = backend_.scratch({n, h, w, co}, DType::f32);
+    Tensor rows_out = shortcut.view({n * h * w, co});
+    backend_.linear(rows_out, x.view({n * h * w, ci}), block.shortcut.w, &block.shortcut.b, Epilogue::none);
+  }
+  const Tensor y = norm_silu_causal_conv(block.norm1, block.conv1, next_slot++, x);
+  Tensor out = norm_silu_causal_conv(block.norm2, block.conv2, next_slot++, y);
+  backend_.add(out, shortcut);
+  return out;
+}
+
+// AttentionBlock (spec §4.2): per frame, RMS_norm, q/k/v by 1×1 convs, one head of width C over the H·W pixels,
+// proj, + identity. Works in place on x.
+Tensor VaeDecoder::attention_block(const VaeAttentionBlock& block, const Tensor& x) {
+  const int64_t n = x.dim(0), tokens = x.dim(1) * x.dim(2), c = x.dim(3);
+  const float scale = 1.f / std::sqrt(static_cast<float>(c));
+  const Tensor wq = block.qkv.w.slice(0, c), wk = block.qkv.w.slice(c, 2 * c), wv = block.qkv.w.slice(2 * c, 3 * c);
+  const Tensor bq = block.qkv.b.slice(0, c), bk = block.qkv.b.slice(c, 2 * c), bv = block.qkv.b.slice(2 * c, 3 * c);
+  for (int64_t t = 0; t < n; ++t) {
+    ScratchScope scope(backend_.arena());
+    Tensor frame = x.slice(t, t + 1).view({tokens, c});
+    Tensor normed = backend_.scratch({tokens, c}, DType::f32);
+    backend_.vae_rms_norm(normed, frame, block.norm, /*then_silu=*/false);
+    Tensor q = backend_.scratch({tokens, 1, c}, DType::f32), k = backend_.scratch({tokens, 1, c}, DType::f32),
+           v = backend_.scratch({tokens, 1, c}, DType::f32);
+    Tensor q2 = q.view({tokens, c}), k2 = k.view({tokens, c}), v2 = v.view({tokens, c});
+    backend_.linear(q2, normed, wq, &bq, Epilogue::none);
+    backend_.linear(k2, normed, wk, &bk, Epilogue::none);
+    backend_.linear(v2, normed, wv, &bv, Epilogue::none);
+    Tensor attended = backend_.scratch({tokens, 1, c}, DType::f32);
+    backend_.attention(attended, nullptr, q, k, v, tokens, scale);
+    Tensor projected = backend_.scratch({tokens, c}, DType::f32);
+    backend_.linear(projected, attended.view({tokens, c}), block.proj.w, &block.proj.b, Epilogue::none);
+    backend_.add(frame, projected);
+  }
+  return x;
+}
+
+// Resample upsample2d/upsample3d (spec §4.2, §4.4). upsample3d owns one cache slot; on the first chunk its
+// time_conv is skipped (1 frame stays 1 frame), from the second on it sees frames 1.. with zeros before.
+Tensor VaeDecoder::upsample(const VaeUpsampler& up, int& next_slot, const Tensor& x, bool first_chunk) {
+  Tensor frames = x;
+  if (up.temporal) {
+    const int slot_index = next_slot++;
+    if (!first_chunk) {
+      const Tensor doubled = causal_conv(up.time_conv, slot_index, x);  // [n, H, W, 2C]
+      frames = backend_.scratch({2 * x.dim(0), x.dim(1), x.dim(2), x.dim(3)}, DType::f32);
+      backend_.channels_to_frames(frames, doubled, 2);
+    }
+  }
+  const int64_t m = frames.dim(0), h = frames.dim(1), w = frames.dim(2), c = frames.dim(3);
+  Tensor upsampled = backend_.scratch({m, 2 * h, 2 * w, c}, DType::f32);
+  backend_.upsample_nearest2x(upsampled, frames);
+  Tensor out = backend_.scratch({m, 2 * h, 2 * w, up.spatial.w.dim(0)}, DType::f32);
+  backend_.conv3d(out, upsampled, up.spatial.w, &up.spatial.b, 1, 1);
+  return out;
+}
+
+void VaeDecoder::begin(const Tensor& latents) {
+  const auto& c = config_;
+  if (latents.rank() != 4 || latents.dim(0) != c.z_dim || latents.dim(1) < 1 || latents.dim(2) < 1 ||
+      latents.dim(3) < 1)
+    throw std::invalid_argument("VAE latents have shape " + shape_string(latents.shape()) + ", expected [" +
+                                std::to_string(c.z_dim) + ", T, h, w]");
+  if (latents.dtype() != DType::f32 || latents.device() != backend_.device())
+    throw std::invalid_argument("VAE latents must be f32 on the " + backend_.name() + " backend");
+  const int64_t t = latents.dim(1), h = latents.dim(2), w = latents.dim(3), z = c.z_dim;
+  const Shape z_shape = {t, h, w, z};
+  if (z_.data() == nullptr || z_.shape() != z_shape) z_ = backend_.allocate(z_shape, DType::f32);
+  {
+    // De-normalise (z·std + mean, spec §4.1) into channels-last, then post_quant_conv on the whole latent.
+    ScratchScope scope(backend_.arena());
+    Tensor denormalised = backend_.scratch(z_shape, DType::f32);
+    backend_.latent_to_channels_last(denormalised, latents, latents_std_, latents_mean_);
+    Tensor rows = z_.view({t * h * w, z});
+    backend_.linear(rows, denormalised.view({t * h * w, z}), w_.post_quant.w, &w_.post_quant.b, Epilogue::none);
+  }
+  const int64_t s = c.spatial_factor();
+  const Shape out_shape = {c.temporal_factor(), c.out_channels, s * h, s * w};
+  if (out_frames_.data() == nullptr || out_frames_.shape() != out_shape)
+    out_frames_ = backend_.allocate(out_shape, DType::f32);
+  for (CacheSlot& slot : cache_)
+    if (slot.frames.data() != nullptr) zero(backend_, slot.frames);  // cache reset before each decode
+  latent_frames_ = t;
+  next_latent_frame_ = 0;
+}
+
+Tensor VaeDecoder::decode_latent_frame(int64_t index) {
+  if (index != next_latent_frame_ || index >= latent_frames_)
+    throw std::logic_error("VAE decode_latent_frame(" + std::to_string(index) + "): expected latent frame " +
+                           std::to_string(next_latent_frame_) + " of " + std::to_string(latent_frames_));
+  ScratchScope scope(backend_.arena());
+  const bool first_chunk = index == 0;
+  int next_slot = 0;  // cache slots in forward-call order (spec §4.4)
+  Tensor x = causal_conv(w_.conv_in, next_slot++, z_.slice(index, index + 1));
+  x = residual_block(w_.mid_first, next_slot, x);
+  x = attention_block(w_.mid_attention, x);
+  x = residual_block(w_.mid_second, next_slot, x);
+  for (const VaeUpBlock& block : w_.up_blocks) {
+    for (const VaeResidualBlock& res : block.resnets) x = residual_block(res, next_slot, x);
+    if (block.has_upsampler) x = upsample(block.upsampler, next_slot, x, first_chunk);
+  }
+  x = norm_silu_causal_conv(w_.norm_out, w_.conv_out, next_slot++, x);  // head: RMS_norm, SiLU, conv
+  Tensor frames = out_frames_.slice(0, x.dim(0));
+  backend_.frames_to_planar(frames, x, -1.f, 1.f);
+  ++next_latent_frame_;
+  return frames;
+}
+
+void VaeDecoder::decode(const Tensor& latents, const FrameSink& sink) {
+  begin(latents);
+  int64_t first = 0;
+  for (int64_t i = 0; i < latent_frames_; ++i) {
+    const Tensor frames = decode_latent_frame(i);
+    sink(first, frames);
+    first += frames.dim(0);
+  }
+}
+
+std::vector<float> VaeDecoder::decode(std::span<const float> latents, const Shape& shape) {
+  if (static_cast<int64_t>(latents.size()) != shape_numel(shape))
+    throw std::invalid_argument("VAE latents: " + std::to_string(latents.size()) + " values for shape " +
+                                shape_string(shape));
+  Tensor on_backend = backend_.allocate(shape, DType::f32);
+  backend_.upload(on_backend, latents.data());
+  const int64_t s = config_.spatial_factor();
+  const int64_t frame_values = config_.out_channels * s * shape.at(2) * s * shape.at(3);
+  std::vector<float> frames(static_cast<size_t>(config_.output_frames(shape.at(1)) * frame_values));
+  decode(on_backend, [&](int64_t first, const Tensor& chunk) {
+    backend_.download(chunk, frames.data() + first * frame_values);
+  });
+  return frames;
+}
+
+}  // namespace ditrun::wan

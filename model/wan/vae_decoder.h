@@ -1,0 +1,70 @@
+// The Wan-VAE decoder (spec §4.4), written once against the op interface: the chunked causal decode, one latent
+// frame at a time, with a feature cache of the last CACHE_T = 2 input frames per cached convolution. Output
+// frames come out chunk by chunk (1 frame for latent frame 0, then 4 per latent frame) as soon as they exist, so a
+// video encoder can take them while the next latent frame decodes.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <vector>
+
+#include "model/core/backend.h"
+#include "model/wan/vae_config.h"
+#include "model/wan/vae_weights.h"
+
+namespace ditrun::wan {
+
+class VaeDecoder {
+ public:
+  VaeDecoder(Backend& backend, VaeConfig config, VaeDecoderWeights weights);
+
+  const VaeConfig& config() const { return config_; }
+  Backend& backend() { return backend_; }
+
+  // Receives the frames of one chunk: frames [n, 3, H, W] f32 on the backend, planar RGB in [−1, 1], valid during
+  // the call; first_frame is the index of frames[0] in the video.
+  using FrameSink = std::function<void(int64_t first_frame, const Tensor& frames)>;
+
+  // Decodes latents [z_dim, T, h, w] (normalised, as the DiT produces them; f32 on the backend) into
+  // output_frames(T) frames of 8h × 8w, handing each chunk to `sink` in order.
+  void decode(const Tensor& latents, const FrameSink& sink);
+  // The same from and to the host: latents [z_dim, T, h, w] -> frames [F, 3, 8h, 8w].
+  std::vector<float> decode(std::span<const float> latents, const Shape& shape);
+
+  // The pieces of decode(), for callers that interleave other work between latent frames:
+  // begin() de-normalises, applies post_quant_conv to the whole latent and resets the feature cache;
+  // decode_latent_frame(i) (i = 0, 1, ... in order) returns that chunk's frames, valid until the next call.
+  void begin(const Tensor& latents);
+  Tensor decode_latent_frame(int64_t index);
+  int64_t latent_frames() const { return latent_frames_; }
+
+ private:
+  // The input history of one cached convolution (spec §4.4): its last 2 input frames, zeros before the first.
+  struct CacheSlot {
+    Tensor frames;  // [2, H, W, C]
+  };
+  CacheSlot& slot(int index, int64_t h, int64_t w, int64_t c);
+  // [cache, x] as one [2 + n, H, W, C] scratch tensor whose tail the caller fills (x's frames), and the cache update
+  // after it is filled.
+  Tensor with_history(CacheSlot& cache, int64_t frames, int64_t h, int64_t w, int64_t c);
+  void keep_history(CacheSlot& cache, const Tensor& padded);
+
+  // The layers on channels-last activations [n, H, W, C]; each returns a scratch tensor.
+  Tensor causal_conv(const VaeConv& conv, int slot_index, const Tensor& x);
+  Tensor norm_silu_causal_conv(const Tensor& gamma, const VaeConv& conv, int slot_index, const Tensor& x);
+  Tensor residual_block(const VaeResidualBlock& block, int& next_slot, const Tensor& x);
+  Tensor attention_block(const VaeAttentionBlock& block, const Tensor& x);
+  Tensor upsample(const VaeUpsampler& up, int& next_slot, const Tensor& x, bool first_chunk);
+
+  Backend& backend_;
+  VaeConfig config_;
+  VaeDecoderWeights w_;
+  Tensor latents_mean_, latents_std_;  // [z_dim] f32
+  Tensor z_;                           // [T, h, w, z_dim]: post_quant_conv output of the current decode
+  int64_t latent_frames_ = 0;
+  int64_t next_latent_frame_ = 0;
+  Tensor out_frames_;                  // [frames per chunk, 3, H, W]
+  std::vector<CacheSlot> cache_;
+};
+
+}  // namespace ditrun::wan
