@@ -464,8 +464,10 @@ TEST_F(CudaOps, Attention) {
       gpu_->attention(go2, nullptr, gq, gk, gv, kv_valid, scale);
       EXPECT_LE(relative_l2(fetch(*gpu_, go2), fetch(cpu_, co)), kAttentionOut) << "attention without lse, d " << d;
     }
-  Tensor f = gpu_->allocate({4, 1, 32}, DType::f32);
-  EXPECT_THROW(gpu_->attention(f, nullptr, f, f, f, 4, 1.f), std::invalid_argument);
+  // f32 is the VAE's path (AttentionF32 below): mixing it with bf16 is refused.
+  Tensor f = gpu_->allocate({4, 1, 32}, DType::f32), b = gpu_->allocate({4, 1, 32}, DType::bf16);
+  EXPECT_THROW(gpu_->attention(b, nullptr, f, f, f, 4, 1.f), std::invalid_argument);
+  EXPECT_THROW(gpu_->attention(f, nullptr, b, b, b, 4, 1.f), std::invalid_argument);
 }
 
 TEST_F(CudaOps, AttentionMergeOfTwoKeyHalvesIsTheWholeAttention) {
@@ -521,6 +523,122 @@ TEST_F(CudaOps, PatchifyUnpatchify) {
   Tensor lat = gpu_->allocate({16, 3, 6, 10}, DType::f32), wrong = gpu_->allocate({44, 64}, DType::f32);
   EXPECT_THROW(gpu_->patchify(wrong, lat), std::invalid_argument);
   EXPECT_THROW(gpu_->unpatchify(lat, wrong), std::invalid_argument);
+}
+
+// ------------------------------------------------------------------------------------------------ video (VAE)
+
+// All f32: the CPU and GPU differ only in summation order (≤ kF32Reduction) or not at all (data movement).
+
+TEST_F(CudaOps, AttentionF32) {
+  // The VAE's mid-block attention: one head of width C (16 for the tiny VAE, 384 for Wan2.1), any d ≤ 512.
+  struct Case {
+    int64_t lq, lk, kv_valid, heads, d;
+  };
+  for (const Case& c : {Case{48, 48, 48, 1, 16}, Case{37, 130, 100, 2, 96}, Case{70, 70, 70, 1, 384},
+                        Case{5, 33, 33, 1, 500}, Case{9, 20, 0, 1, 40}}) {
+    const auto qs = random(c.lq * c.heads * c.d, 81 + c.d, -2.f, 2.f);
+    const auto ks = random(c.lk * c.heads * c.d, 82 + c.d, -2.f, 2.f), vs = random(c.lk * c.heads * c.d, 83 + c.d);
+    const float scale = 1.f / std::sqrt(static_cast<float>(c.d));
+    Tensor gq = gpu(qs, {c.lq, c.heads, c.d}, DType::f32), gk = gpu(ks, {c.lk, c.heads, c.d}, DType::f32);
+    Tensor gv = gpu(vs, {c.lk, c.heads, c.d}, DType::f32), go = gpu_->allocate({c.lq, c.heads, c.d}, DType::f32);
+    Tensor glse = gpu_->allocate({c.heads, c.lq}, DType::f32);
+    Tensor cq = cpu(qs, {c.lq, c.heads, c.d}), ck = cpu(ks, {c.lk, c.heads, c.d}), cv = cpu(vs, {c.lk, c.heads, c.d});
+    Tensor co = cpu_.allocate({c.lq, c.heads, c.d}, DType::f32), clse = cpu_.allocate({c.heads, c.lq}, DType::f32);
+    gpu_->attention(go, &glse, gq, gk, gv, c.kv_valid, scale);
+    cpu_.attention(co, &clse, cq, ck, cv, c.kv_valid, scale);
+    const auto label_text = "attention f32 lq " + std::to_string(c.lq) + " d " + std::to_string(c.d) + " kv " +
+                            std::to_string(c.kv_valid);
+    EXPECT_LE(relative_l2(fetch(*gpu_, go), fetch(cpu_, co)), kF32Reduction) << label_text;
+    if (c.kv_valid > 0)
+      EXPECT_LE(relative_l2(fetch(*gpu_, glse), fetch(cpu_, clse)), kF32Reduction) << label_text;
+    else
+      EXPECT_EQ(fetch(*gpu_, glse)[0], -INFINITY) << label_text;
+  }
+  Tensor wide = gpu_->allocate({4, 1, 513}, DType::f32);
+  EXPECT_THROW(gpu_->attention(wide, nullptr, wide, wide, wide, 4, 1.f), std::invalid_argument);
+}
+
+TEST_F(CudaOps, Conv3d) {
+  // The decoder's kernels: 3×3×3 (pad 1; time frames given by the caller), time_conv 3×1×1 (pad 0), the
+  // upsampler's 2-D 3×3 as kt = 1, and odd sizes; with and without bias.
+  struct Case {
+    int64_t ti, hi, wi, ci, co, kt, kh, kw, pad;
+  };
+  for (const Case& c : {Case{3, 6, 8, 16, 16, 3, 3, 3, 1}, Case{4, 5, 7, 37, 20, 3, 3, 3, 1},
+                        Case{3, 4, 6, 16, 32, 3, 1, 1, 0}, Case{2, 9, 5, 8, 4, 1, 3, 3, 1},
+                        Case{5, 1, 1, 3, 3, 3, 3, 3, 1}, Case{3, 12, 16, 4, 3, 3, 3, 3, 1}}) {
+    const int64_t to = c.ti - c.kt + 1, ho = c.hi + 2 * c.pad - c.kh + 1, wo = c.wi + 2 * c.pad - c.kw + 1;
+    const Shape in_shape = {c.ti, c.hi, c.wi, c.ci}, w_shape = {c.co, c.kt, c.kh, c.kw, c.ci}, out_shape = {to, ho, wo, c.co};
+    const float bound = 1.f / std::sqrt(static_cast<float>(c.kt * c.kh * c.kw * c.ci));
+    const auto xs = random(shape_numel(in_shape), 91 + c.ci), ws = random(shape_numel(w_shape), 92 + c.co, -bound, bound);
+    const auto bs = random(c.co, 93);
+    Tensor gx = gpu(xs, in_shape, DType::f32), gw = gpu(ws, w_shape, DType::f32), gb = gpu(bs, {c.co}, DType::f32);
+    Tensor cx = cpu(xs, in_shape), cw = cpu(ws, w_shape), cb = cpu(bs, {c.co});
+    for (bool with_bias : {true, false}) {
+      Tensor go = gpu_->allocate(out_shape, DType::f32), co = cpu_.allocate(out_shape, DType::f32);
+      gpu_->conv3d(go, gx, gw, with_bias ? &gb : nullptr, static_cast<int>(c.pad), static_cast<int>(c.pad));
+      cpu_.conv3d(co, cx, cw, with_bias ? &cb : nullptr, static_cast<int>(c.pad), static_cast<int>(c.pad));
+      EXPECT_LE(relative_l2(fetch(*gpu_, go), fetch(cpu_, co)), kF32Reduction)
+          << "conv3d in " << shape_string(in_shape) << " weight " << shape_string(w_shape) << " bias " << with_bias;
+    }
+  }
+  Tensor x = gpu_->allocate({3, 4, 4, 8}, DType::f32), w = gpu_->allocate({2, 3, 3, 3, 7}, DType::f32);
+  Tensor out = gpu_->allocate({1, 4, 4, 2}, DType::f32);
+  EXPECT_THROW(gpu_->conv3d(out, x, w, nullptr, 1, 1), std::invalid_argument);  // Ci 7 vs 8
+}
+
+TEST_F(CudaOps, VaeRmsNorm) {
+  for (int64_t rows : kRows)
+    for (int64_t d : {3, 4, 16, 96, 384, 517})
+      for (bool silu : {false, true}) {
+        const auto xs = random(rows * d, rows * 10 + d, -3.f, 2.f), gs = random(d, 5, 0.5f, 1.5f);
+        Tensor gx = gpu(xs, {rows, d}, DType::f32), gg = gpu(gs, {d}, DType::f32), go = gpu_->allocate({rows, d}, DType::f32);
+        Tensor cx = cpu(xs, {rows, d}), cg = cpu(gs, {d}), co = cpu_.allocate({rows, d}, DType::f32);
+        gpu_->vae_rms_norm(go, gx, gg, silu);
+        cpu_.vae_rms_norm(co, cx, cg, silu);
+        const auto want = fetch(cpu_, co);
+        EXPECT_LE(relative_l2(fetch(*gpu_, go), want), kF32Reduction) << label("vae_rms_norm rows d", {rows, d}) << silu;
+        gpu_->vae_rms_norm(gx, gx, gg, silu);  // in place
+        EXPECT_LE(relative_l2(fetch(*gpu_, gx), want), kF32Reduction) << label("vae_rms_norm in place", {rows, d});
+      }
+  // An all-zero row stays zero (the norm is floored at 1e-12, no division by zero).
+  Tensor z = gpu(std::vector<float>(16, 0.f), {1, 16}, DType::f32), g = gpu(std::vector<float>(16, 1.f), {16}, DType::f32);
+  gpu_->vae_rms_norm(z, z, g, true);
+  EXPECT_EQ(fetch(*gpu_, z), std::vector<float>(16, 0.f));
+}
+
+TEST_F(CudaOps, VideoLayoutOps) {
+  // Pure data movement (and one affine per element): exact or at f32 rounding.
+  const Shape frames = {3, 5, 7, 6};
+  const auto xs = random(shape_numel(frames), 101, -2.f, 2.f);
+  Tensor gx = gpu(xs, frames, DType::f32), cx = cpu(xs, frames);
+
+  Tensor gup = gpu_->allocate({3, 10, 14, 6}, DType::f32), cup = cpu_.allocate({3, 10, 14, 6}, DType::f32);
+  gpu_->upsample_nearest2x(gup, gx);
+  cpu_.upsample_nearest2x(cup, cx);
+  EXPECT_EQ(fetch(*gpu_, gup), fetch(cpu_, cup)) << "upsample_nearest2x";
+
+  Tensor gtf = gpu_->allocate({6, 5, 7, 3}, DType::f32), ctf = cpu_.allocate({6, 5, 7, 3}, DType::f32);
+  gpu_->channels_to_frames(gtf, gx, 2);
+  cpu_.channels_to_frames(ctf, cx, 2);
+  EXPECT_EQ(fetch(*gpu_, gtf), fetch(cpu_, ctf)) << "channels_to_frames";
+
+  Tensor gpl = gpu_->allocate({3, 6, 5, 7}, DType::f32), cpl = cpu_.allocate({3, 6, 5, 7}, DType::f32);
+  gpu_->frames_to_planar(gpl, gx, -1.f, 1.f);
+  cpu_.frames_to_planar(cpl, cx, -1.f, 1.f);
+  EXPECT_EQ(fetch(*gpu_, gpl), fetch(cpu_, cpl)) << "frames_to_planar";
+
+  const Shape latent = {16, 3, 6, 8};
+  const auto ls = random(shape_numel(latent), 102, -3.f, 3.f), sc = random(16, 103, 1.f, 3.f), sh = random(16, 104);
+  Tensor glat = gpu(ls, latent, DType::f32), gsc = gpu(sc, {16}, DType::f32), gsh = gpu(sh, {16}, DType::f32);
+  Tensor clat = cpu(ls, latent), csc = cpu(sc, {16}), csh = cpu(sh, {16});
+  Tensor gcl = gpu_->allocate({3, 6, 8, 16}, DType::f32), ccl = cpu_.allocate({3, 6, 8, 16}, DType::f32);
+  gpu_->latent_to_channels_last(gcl, glat, gsc, gsh);
+  cpu_.latent_to_channels_last(ccl, clat, csc, csh);
+  EXPECT_LE(relative_l2(fetch(*gpu_, gcl), fetch(cpu_, ccl)), kF32Elementwise) << "latent_to_channels_last";
+
+  EXPECT_THROW(gpu_->channels_to_frames(gtf, gx, 4), std::invalid_argument);  // 6 channels do not split in 4
+  EXPECT_THROW(gpu_->upsample_nearest2x(gtf, gx), std::invalid_argument);
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -93,6 +94,26 @@ TEST(VaeDecoder, GoldenDecodeMatchesDiffusersOnTheCpu) {
   const auto frames = decoder.decode(latents, latent_shape);
   const double error = relative_l2(frames, frames_first(golden, 3, 9, 48 * 64));
   std::printf("[cpu] VAE decode relative L2 vs diffusers: %.2e\n", error);
+  EXPECT_LT(error, 1e-4);
+}
+
+// The same on the GPU when there is one: all-f32 kernels for now, so the CPU tolerance holds (the tensor-core
+// convolutions will need a bf16/TF32 one).
+TEST(VaeDecoder, GoldenDecodeMatchesDiffusersOnCuda) {
+  if (!cuda_backend_built()) GTEST_SKIP() << "built without CUDA";
+  std::unique_ptr<Backend> be;
+  try {
+    be = make_cuda_backend();
+  } catch (const std::exception& e) {
+    GTEST_SKIP() << "skipped: no CUDA device (" << e.what() << ")";
+  }
+  const io::Hdf5File f(golden_dir() / "vae_decode.h5", io::Hdf5File::Mode::read);
+  std::vector<int64_t> latent_shape;
+  const auto latents = f.read_f32("latents", &latent_shape);
+  const auto golden = f.read_f32("frames");
+  wan::VaeDecoder decoder = golden_decoder(*be);
+  const double error = relative_l2(decoder.decode(latents, latent_shape), frames_first(golden, 3, 9, 48 * 64));
+  std::printf("[cuda] VAE decode relative L2 vs diffusers: %.2e\n", error);
   EXPECT_LT(error, 1e-4);
 }
 
