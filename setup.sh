@@ -13,6 +13,7 @@ packages=(
   libhdf5-dev
   libavcodec-dev libavformat-dev libswscale-dev libavutil-dev ffmpeg
   libgtest-dev nlohmann-json3-dev libtomlplusplus-dev libcli11-dev
+  munge slurmctld slurmd slurm-client python3 gnuplot-nox
 )
 
 missing=()

@@ -8,6 +8,8 @@ namespace ditrun {
 struct RunOptions {
   std::string job_file;
   std::string backend;  // overrides model.backend when set: auto | cpu | cuda
+  std::string prompt_slice;  // "I/N": only the I-th of N blocks of the prompts (job arrays); empty = all
+  std::string report;        // report path; empty = <output.dir>/report.json (report.slice-I-of-N.json when sliced)
 };
 // `ditrun run JOB.toml`: collective over all ranks of the launch (mpirun/srun or a single process).
 int run_command(const RunOptions& options, int* argc, char*** argv);

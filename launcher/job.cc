@@ -366,6 +366,35 @@ Job load_job(const std::filesystem::path& file) {
   return parse_job(text.str(), file);
 }
 
+PromptSlice parse_prompt_slice(const std::string& text) {
+  const auto bad = [&] {
+    return InputError("--prompt-slice must be I/N with 0 <= I < N <= 1000000 (e.g. 0/4), got \"" + text + "\"",
+                      "command line");
+  };
+  const auto number = [&](std::string_view digits) {
+    if (digits.empty() || digits.size() > 7 ||
+        !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }))
+      throw bad();
+    return std::stoi(std::string(digits));
+  };
+  const size_t slash = text.find('/');
+  if (slash == std::string::npos) throw bad();
+  PromptSlice s;
+  s.index = number(std::string_view(text).substr(0, slash));
+  s.count = number(std::string_view(text).substr(slash + 1));
+  if (s.count < 1 || s.count > 1000000 || s.index >= s.count) throw bad();
+  return s;
+}
+
+void keep_prompt_slice(Job& job, PromptSlice& slice) {
+  const size_t total = job.prompts.size(), n = static_cast<size_t>(slice.count), i = static_cast<size_t>(slice.index);
+  slice.total = total;
+  slice.first = i * total / n;
+  slice.end = (i + 1) * total / n;
+  job.prompts = std::vector<PromptItem>(job.prompts.begin() + static_cast<std::ptrdiff_t>(slice.first),
+                                        job.prompts.begin() + static_cast<std::ptrdiff_t>(slice.end));
+}
+
 nlohmann::json job_to_json(const Job& job) {
   const auto& p = job.parallel;
   nlohmann::json sampling = sampling_json(job.sampling);

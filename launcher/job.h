@@ -69,6 +69,23 @@ Job load_job(const std::filesystem::path& file);
 // Parses job text; `file` is used in messages and to resolve the model and manifest paths. Throws InputError.
 Job parse_job(std::string_view toml_text, const std::filesystem::path& file);
 
+// `ditrun run --prompt-slice I/N`: this run takes the I-th of N contiguous, near-equal blocks of the job's prompts
+// (0 <= I < N), so that N runs (the tasks of a Slurm job array) split one manifest with every prompt in exactly one
+// block. Slicing happens after ids and seeds are resolved: a prompt's seed and output do not depend on the split.
+struct PromptSlice {
+  int index = 0;
+  int count = 1;
+  size_t first = 0, end = 0;  // the prompts kept: [first, end) of the whole list (set by keep_prompt_slice)
+  size_t total = 0;           // prompts in the whole job
+};
+
+// Parses "I/N". Throws InputError (where: "--prompt-slice").
+PromptSlice parse_prompt_slice(const std::string& text);
+
+// Keeps only the slice's prompts in job.prompts and records which they were in `slice`. An empty block (more
+// slices than prompts) is allowed: that run has nothing to do.
+void keep_prompt_slice(Job& job, PromptSlice& slice);
+
 // The job as resolved, every default filled in (for report.json).
 nlohmann::json job_to_json(const Job& job);
 

@@ -32,14 +32,23 @@ int main(int argc, char** argv) {
   app.footer(
       "Examples:\n"
       "  mpirun -np 4 ditrun run examples/tiny.toml\n"
-      "  srun ditrun run job.toml\n"
+      "  srun --mpi=pmix ditrun run job.toml --report reports/$SLURM_JOB_ID.json\n"
+      "  srun --mpi=pmix ditrun run job.toml --prompt-slice $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT\n"
+      "      (in a job array submitted with --array=0-(N-1): each task renders its block of the prompts)\n"
       "  ditrun plan --gpus 64 --gpus-per-node 8 --cfg 2 --ulysses 8 --ring 4\n"
+      "sbatch templates, job arrays and the scaling sweep: slurm/ (README, \"Slurm\").\n"
       "Exit codes: 0 done, 1 runtime failure, 2 bad input (job file, manifest, layout).");
 
   ditrun::RunOptions run;
   auto* run_cmd = app.add_subcommand("run", "Run a job file (collective over all ranks of the launch)");
   run_cmd->add_option("job", run.job_file, "Job file (TOML)")->required();
   run_cmd->add_option("--backend", run.backend, "Override model.backend: auto | cpu | cuda");
+  run_cmd->add_option("--prompt-slice", run.prompt_slice,
+                      "I/N: render only the I-th (0-based) of N contiguous blocks of the job's prompts, e.g. a "
+                      "Slurm array task's share of a manifest (seeds and outputs do not depend on the split)");
+  run_cmd->add_option("--report", run.report,
+                      "Where to write report.json (default <output.dir>/report.json, or "
+                      "<output.dir>/report.slice-I-of-N.json with --prompt-slice)");
 
   ditrun::PlanOptions plan;
   auto* plan_cmd = app.add_subcommand("plan", "Print the layout of a number of GPUs: roles, mesh, every group's "

@@ -35,11 +35,19 @@ struct ValidJob {
   std::optional<partition::Plan> plan;
   wan::DitSource model;
   std::optional<EmbeddingFile> embeddings;
+  std::optional<PromptSlice> slice;
+  std::filesystem::path report;  // where report.json goes
 };
 
 // Validation that needs no GPU: job file, prompts, layout against the launch, output folder.
 void validate(ValidJob& v, const RunOptions& options, const comm::MpiRuntime& mpi) {
+  // The launcher's variables must agree with MPI: else every task of an srun without a working MPI plugin would
+  // render the whole job on its own.
+  if (!mpi.launch_problem().empty()) throw InputError(mpi.launch_problem(), "launch");
+  if (!options.prompt_slice.empty()) v.slice = parse_prompt_slice(options.prompt_slice);
   v.job = load_job(options.job_file);
+  // The whole manifest is validated (every task of an array alike); then this run keeps its block.
+  if (v.slice) keep_prompt_slice(v.job, *v.slice);
   if (!options.backend.empty()) v.job.model.backend = options.backend;
   const std::string& backend = v.job.model.backend;
   if (backend != "auto" && backend != "cpu" && backend != "cuda")
@@ -74,13 +82,23 @@ void validate(ValidJob& v, const RunOptions& options, const comm::MpiRuntime& mp
   if (std::filesystem::exists(out) && !std::filesystem::is_directory(out))
     throw InputError("output directory " + out.string() + " exists and is not a directory",
                      options.job_file + ": output.dir");
+  if (!options.report.empty()) v.report = options.report;
+  else if (v.slice && v.slice->count > 1)  // array tasks share output.dir: each keeps its own report
+    v.report = out / ("report.slice-" + std::to_string(v.slice->index) + "-of-" + std::to_string(v.slice->count) +
+                      ".json");
+  else v.report = out / "report.json";
+  if (std::filesystem::is_directory(v.report) || v.report.filename().empty())
+    throw InputError("report path " + v.report.string() + " is a directory; give a file name", "--report");
 }
 
 // Every rank validates; if any failed, the lowest failing rank prints its one line and all return 2.
 bool agree_valid(const comm::MpiRuntime& mpi, const std::optional<InputError>& error) {
   const int failing = mpi.min_over_ranks(error ? mpi.rank() : mpi.size());
   if (failing == mpi.size()) return true;
-  if (mpi.rank() == failing) print_input_error(error->what(), error->where());
+  // Tasks that MPI left as worlds of one rank each (srun without its MPI plugin) all fail alike: the launcher's
+  // rank 0 alone says so.
+  const bool speaks = mpi.size() > 1 || mpi.launch_place().rank <= 0;
+  if (mpi.rank() == failing && speaks) print_input_error(error->what(), error->where());
   return false;
 }
 
@@ -108,6 +126,18 @@ int run_command(const RunOptions& options, int* argc, char*** argv) {
   stages.add("read and validate job", seconds_since(job_start));
   progress.line("job " + options.job_file + ": " + std::to_string(v.job.prompts.size()) + " prompt" +
                 (v.job.prompts.size() == 1 ? "" : "s") + ", model " + v.job.model.name);
+  if (v.slice)
+    progress.line("prompt slice " + std::to_string(v.slice->index) + "/" + std::to_string(v.slice->count) +
+                  (v.slice->first == v.slice->end ? ": no prompts"
+                                                  : ": prompts " + std::to_string(v.slice->first + 1) + " to " +
+                                                        std::to_string(v.slice->end)) +
+                  " of " + std::to_string(v.slice->total));
+  {
+    const auto& place = mpi.launch_place();
+    progress.line("launch: " + std::to_string(mpi.size()) + " rank" + (mpi.size() == 1 ? "" : "s") + " by " +
+                  place.launcher + ", local rank from " +
+                  (place.local_rank_variable.empty() ? std::string("MPI's host split") : place.local_rank_variable));
+  }
   progress.line("layout: " + plan.layout().describe());
   for (const auto& w : plan.warnings()) progress.line("warning: " + w);
 
@@ -129,10 +159,12 @@ int run_command(const RunOptions& options, int* argc, char*** argv) {
     set_cpu_threads(std::max(1, cores / mpi.local_size()));
   }
   std::string device_name = "cpu";
+  int cuda_device = -1;
   if (use_cuda) {
-    comm::select_cuda_device(mpi.local_rank());
+    cuda_device = comm::select_cuda_device(mpi.local_rank());
     device_name = comm::current_cuda_device_name();
   }
+  const auto rank_places = mpi.gather_to_root(launch_rank_json(mpi, cuda_device).dump());
   stages.add("select backend", seconds_since(t));
   progress.line(std::string("backend: ") + (use_cuda ? "cuda (" + device_name + "), nccl" : "cpu, mpi"));
 
@@ -196,6 +228,13 @@ int run_command(const RunOptions& options, int* argc, char*** argv) {
                          {"device", device_name}};
     report["world"] = {{"ranks", mpi.size()}, {"hosts", plan.topology().hosts()},
                        {"rank_hosts", plan.topology().host_of_rank()}};
+    nlohmann::json places = nlohmann::json::array();
+    for (const auto& text : rank_places) places.push_back(nlohmann::json::parse(text));
+    report["launch"] = launch_to_json(mpi.launch_place(), places);
+    for (const auto& w : report["launch"]["warnings"]) progress.line("warning: " + w.get<std::string>());
+    if (v.slice)
+      report["prompt_slice"] = {{"index", v.slice->index}, {"count", v.slice->count}, {"first", v.slice->first},
+                                {"end", v.slice->end},     {"total", v.slice->total}};
     nlohmann::json plan_json = plan_to_json(plan);
     add_group_checks(plan_json, checks);
     report["plan"] = std::move(plan_json);
@@ -209,7 +248,7 @@ int run_command(const RunOptions& options, int* argc, char*** argv) {
                   std::to_string(report["prompts"].size() - done) + " skipped (output exists)");
     stages.add("total", seconds_since(job_start));
     report["stages"] = stages.to_json();
-    const auto path = write_report(v.job.output.dir, report);
+    const auto path = write_report_file(v.report, report);
     progress.line("report: " + path.string());
   }
   mpi.barrier();

@@ -355,3 +355,47 @@ TEST_F(Cli, BadInputUnderMpirunIsOneLineAndCode2AndWritesNothing) {
   EXPECT_EQ(count_lines_with(missing.err, "ditrun: error:"), 1) << missing.err;
   EXPECT_FALSE(fs::exists(dir_ / "out"));
 }
+
+// `--prompt-slice I/N` (job arrays): two slices render every prompt exactly once, with the seeds of the whole
+// job, each writing its own report; bad values stop the run with one line and code 2.
+TEST_F(Cli, PromptSlicesRenderEveryPromptOnceWithTheWholeJobsSeeds) {
+  write("job.toml", kJob);
+  write_embeddings(dir_ / "emb.h5");
+  for (const char* slice : {"0/2", "1/2"}) {
+    Result r = run(mpirun(2) + " run job.toml --prompt-slice " + slice);
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_NE((r.err + r.out).find(std::string("prompt slice ") + slice), std::string::npos) << r.err;
+  }
+  std::map<std::string, int> done;
+  for (const char* name : {"report.slice-0-of-2.json", "report.slice-1-of-2.json"}) {
+    const auto report = nlohmann::json::parse(slurp(dir_ / "out" / name));
+    EXPECT_EQ(report["prompt_slice"]["count"], 2);
+    EXPECT_EQ(report["launch"]["launcher"], "mpirun");
+    for (const auto& p : report["prompts"]) done[p["id"].get<std::string>()] += p["status"] == "done";
+    if (report["prompt_slice"]["index"] == 1) EXPECT_EQ(report["job"]["prompts"]["items"][0]["seed"], 42);
+  }
+  EXPECT_EQ(done, (std::map<std::string, int>{{"boat", 1}, {"p0000", 1}}));
+  EXPECT_FALSE(fs::exists(dir_ / "out" / "report.json"));
+  // The same latents as the whole job in one run.
+  const auto sliced = read_latents(dir_ / "out" / "boat.latents.h5");
+  fs::remove_all(dir_ / "out");
+  Result whole = run(mpirun(2) + " run job.toml --report reports/whole.json");
+  ASSERT_EQ(whole.code, 0) << whole.err;
+  EXPECT_TRUE(fs::exists(dir_ / "reports" / "whole.json"));
+  EXPECT_EQ(read_latents(dir_ / "out" / "boat.latents.h5"), sliced);
+}
+
+TEST_F(Cli, BadPromptSliceIsOneLineAndCode2) {
+  write("job.toml", kJob);
+  write_embeddings(dir_ / "emb.h5");
+  for (const char* bad : {"2/2", "x", "1", "0/0", "-1/2", "1/2/3", "0/1000001"}) {
+    Result r = run(mpirun(2) + " run job.toml --prompt-slice " + bad);
+    EXPECT_EQ(r.code, 2) << bad;
+    EXPECT_EQ(count_lines_with(r.err, "ditrun: error: --prompt-slice must be I/N"), 1) << r.err;
+    EXPECT_EQ(count_lines_with(r.err + r.out, "ditrun: error:"), 1) << r.err;
+  }
+  EXPECT_FALSE(fs::exists(dir_ / "out"));
+  Result help = run(ditrun() + " run --help");
+  EXPECT_NE(help.out.find("--prompt-slice"), std::string::npos) << help.out;
+  EXPECT_NE(help.out.find("--report"), std::string::npos) << help.out;
+}
