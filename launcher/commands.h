@@ -36,6 +36,17 @@ struct DitForwardOptions {
 // `ditrun dit-forward`: one DiT forward (cpu or cuda), on one process or under mpirun with a layout.
 int dit_forward_command(const DitForwardOptions& options, int* argc, char*** argv);
 
+struct VaeDecodeOptions {
+  std::string vae;      // tiny | random:<tiny|wan2.1>[:seed] | model or vae/ folder
+  std::string input;    // latents.h5
+  std::string output;   // .mp4 | .y4m | .h5
+  std::string backend = "cpu";
+  int fps = 16, crf = 18;
+  std::string preset = "medium";
+};
+// `ditrun vae-decode`: latents to a video (streamed to the encoder) or to frames, on one process.
+int vae_decode_command(const VaeDecodeOptions& options, int* argc, char*** argv);
+
 // Prints "ditrun: error: <what> (<where>)" (the one-line form of bad input) on stderr.
 void print_input_error(const std::string& what, const std::string& where);
 

@@ -79,6 +79,19 @@ int main(int argc, char** argv) {
   forward_cmd->add_option("--ring", forward.ring, "Ring-attention degree")->capture_default_str();
   forward_cmd->add_option("--ulysses", forward.ulysses, "Ulysses degree")->capture_default_str();
 
+  ditrun::VaeDecodeOptions decode;
+  auto* decode_cmd = app.add_subcommand("vae-decode", "Latents (HDF5 `latents` [16,T,h,w], normalised as the DiT "
+                                                      "makes them) to a video (.mp4, .y4m) or frames (.h5)");
+  decode_cmd->add_option("--vae", decode.vae, "tiny | random:<tiny|wan2.1>[:seed] | model folder with vae/ | vae/ "
+                                               "folder")->required();
+  decode_cmd->add_option("--in", decode.input, "Input HDF5 file with dataset latents")->required();
+  decode_cmd->add_option("--out", decode.output, ".mp4 (H.264, libav), .y4m, or .h5 (frames [3,F,H,W] in [-1,1]); "
+                                                 "written complete or not at all")->required();
+  decode_cmd->add_option("--backend", decode.backend, "cpu | cuda")->capture_default_str();
+  decode_cmd->add_option("--fps", decode.fps, "Frame rate of the video")->capture_default_str();
+  decode_cmd->add_option("--crf", decode.crf, "x264 constant rate factor (.mp4)")->capture_default_str();
+  decode_cmd->add_option("--preset", decode.preset, "x264 preset (.mp4)")->capture_default_str();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -92,5 +105,6 @@ int main(int argc, char** argv) {
   std::set_terminate(end_job_on_uncaught_exception);
   if (*plan_cmd) return ditrun::plan_command(plan);
   if (*forward_cmd) return ditrun::dit_forward_command(forward, &argc, &argv);
+  if (*decode_cmd) return ditrun::vae_decode_command(decode, &argc, &argv);
   return ditrun::run_command(run, &argc, &argv);
 }

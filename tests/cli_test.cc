@@ -399,3 +399,73 @@ TEST_F(Cli, BadPromptSliceIsOneLineAndCode2) {
   EXPECT_NE(help.out.find("--prompt-slice"), std::string::npos) << help.out;
   EXPECT_NE(help.out.find("--report"), std::string::npos) << help.out;
 }
+
+// ------------------------------------------------------------------------------------------------ vae-decode
+
+namespace {
+
+std::vector<float> read_dataset(const fs::path& path, const std::string& name, std::vector<int64_t>* shape) {
+  ditrun::io::Hdf5File f(path, ditrun::io::Hdf5File::Mode::read);
+  return f.read_f32(name, shape);
+}
+
+}  // namespace
+
+TEST_F(Cli, VaeDecodeFramesMatchTheDiffusersGolden) {
+  const std::string golden = std::string(DITRUN_GOLDEN_DIR);
+  Result r = run(ditrun() + " vae-decode --vae " + golden + "/tiny_vae --in " + golden + "/vae_decode.h5 --out f.h5");
+  ASSERT_EQ(r.code, 0) << r.err;
+  std::vector<int64_t> got_shape, want_shape;
+  const auto got = read_dataset(dir_ / "f.h5", "frames", &got_shape);
+  const auto want = read_dataset(golden + "/vae_decode.h5", "frames", &want_shape);
+  ASSERT_EQ(got_shape, want_shape);
+  EXPECT_EQ(got_shape, (std::vector<int64_t>{3, 9, 48, 64}));  // 1 + 4·(3 − 1) frames of 8h × 8w
+  const double e = relative_l2(got, want);
+  std::printf("vae-decode frames vs diffusers: relative L2 %.2e\n", e);
+  EXPECT_LT(e, 1e-4);
+}
+
+TEST_F(Cli, VaeDecodeStreamsAVideoThatFfprobeReads) {
+  const std::string golden = std::string(DITRUN_GOLDEN_DIR);
+  Result y4m = run(ditrun() + " vae-decode --vae tiny --in " + golden + "/vae_decode.h5 --out v.y4m --fps 8");
+  ASSERT_EQ(y4m.code, 0) << y4m.err;
+  const std::string text = slurp(dir_ / "v.y4m");
+  EXPECT_EQ(text.rfind("YUV4MPEG2 W64 H48 F8:1", 0), 0u) << text.substr(0, 60);
+  int frames = 0;
+  for (size_t at = text.find("FRAME\n"); at != std::string::npos; at = text.find("FRAME\n", at + 6)) ++frames;
+  EXPECT_EQ(frames, 9);
+  if (run("ffprobe -version").code != 0) GTEST_SKIP() << "ffprobe is not installed (setup.sh installs ffmpeg)";
+  Result mp4 = run(ditrun() + " vae-decode --vae tiny --in " + golden + "/vae_decode.h5 --out v.mp4 --crf 20");
+  if (mp4.code == 2 && mp4.err.find("without FFmpeg") != std::string::npos) GTEST_SKIP() << mp4.err;
+  ASSERT_EQ(mp4.code, 0) << mp4.err;
+  Result probe = run("ffprobe -v error -count_frames -show_entries stream=codec_name,width,height,nb_read_frames,"
+                     "avg_frame_rate -of csv=p=0 v.mp4");
+  ASSERT_EQ(probe.code, 0) << probe.err;
+  EXPECT_EQ(probe.out, "h264,64,48,16/1,9\n");
+  EXPECT_FALSE(fs::exists(dir_ / "v.mp4.part"));
+}
+
+TEST_F(Cli, VaeDecodeRejectsBadInputWithOneLineAndCode2) {
+  const std::string golden = std::string(DITRUN_GOLDEN_DIR);
+  const std::string in = golden + "/vae_decode.h5";
+  const std::pair<std::string, std::string> cases[] = {
+      {"--vae nope --in " + in + " --out x.mp4", "(--vae)"},
+      {"--vae tiny --in missing.h5 --out x.y4m", "input file does not exist (missing.h5)"},
+      {"--vae tiny --in " + in + " --out x.avi", "output must end in .mp4, .y4m or .h5 (x.avi)"},
+      {"--vae tiny --in " + golden + "/dit_forward.h5 --out x.y4m", "dataset latents is missing"},
+      {"--vae tiny --in " + in + " --out nodir/x.y4m", "output folder does not exist"},
+      {"--vae tiny --in " + in + " --out x.y4m --fps 0", "fps must be 1 to 240, got 0 (--fps)"},
+      {"--vae random:big --in " + in + " --out x.y4m", "unknown VAE config \"big\""},
+  };
+  for (const auto& [args, message] : cases) {
+    Result r = run(ditrun() + " vae-decode " + args);
+    EXPECT_EQ(r.code, 2) << args;
+    EXPECT_EQ(count_lines_with(r.err, "ditrun: error: "), 1) << r.err;
+    EXPECT_NE(r.err.find(message), std::string::npos) << args << "\n" << r.err;
+  }
+  for (const auto& entry : fs::directory_iterator(dir_))  // nothing written but the captured output
+    EXPECT_TRUE(entry.path().filename() == "stdout.txt" || entry.path().filename() == "stderr.txt") << entry.path();
+  Result ranks = run(mpirun(2) + " vae-decode --vae tiny --in " + in + " --out x.y4m");
+  EXPECT_EQ(ranks.code, 2);
+  EXPECT_NE(ranks.err.find("vae-decode runs on one process for now"), std::string::npos) << ranks.err;
+}
