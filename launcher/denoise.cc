@@ -5,6 +5,7 @@
 #include <optional>
 
 #include "io/hdf5_file.h"
+#include "launcher/video_output.h"
 #include "model/sampling/noise.h"
 #include "model/sampling/schedule.h"
 #include "model/parallel/sequence_parallel.h"
@@ -23,6 +24,11 @@ Shape latent_shape(const SamplingParams& s) {
 
 std::string latents_path(const Job& job, const PromptItem& prompt) {
   return (std::filesystem::path(job.output.dir) / (prompt.id + ".latents.h5")).string();
+}
+
+std::string video_path(const Job& job, const PromptItem& prompt) {
+  return (std::filesystem::path(job.output.dir) / (prompt.id + (job.output.codec == "y4m" ? ".y4m" : ".mp4")))
+      .string();
 }
 
 DenoiseLoop::DenoiseLoop(wan::DiT& dit, const SamplingParams& s, uint64_t seed, comm::Comm* cfg,
@@ -85,9 +91,10 @@ std::vector<float> DenoiseLoop::gather_latent(comm::Comm& sp_group) {
 }
 
 nlohmann::json denoise_prompt(DenoiseContext& c, const PromptItem& prompt) {
-  const std::string out_path = latents_path(c.job, prompt);
-  nlohmann::json entry = {{"id", prompt.id}, {"output", out_path}};
-  if (std::filesystem::exists(out_path)) {  // complete outputs are kept: a rerun redoes only what is missing
+  const std::string out_path = latents_path(c.job, prompt), video = video_path(c.job, prompt);
+  nlohmann::json entry = {{"id", prompt.id}, {"output", out_path}, {"video", video}};
+  // The video is written last: a prompt with its video is complete, and a rerun redoes only what is missing.
+  if (std::filesystem::exists(video)) {
     entry["status"] = "skipped (output exists)";
     return entry;
   }
@@ -139,6 +146,17 @@ nlohmann::json denoise_prompt(DenoiseContext& c, const PromptItem& prompt) {
     writer.file().write_attribute("/", "steps", std::to_string(s.steps));
     writer.file().write_attribute("/", "solver", s.solver);
     writer.commit();
+  }
+  if (c.vae) {  // shared VAE role: the writing rank decodes while its replica's other ranks wait for the next prompt
+    t = Clock::now();
+    const Arena::Mark mark = be.arena().mark();
+    Tensor z = be.scratch(shape, DType::f32);
+    be.upload(z, latent.data());
+    const int64_t frames = decode_to_video(*c.vae, z, video,
+                                           VideoSettings{c.job.output.fps, c.job.output.crf, c.job.output.preset});
+    be.arena().rewind(mark);
+    entry["frames"] = frames;
+    entry["vae_seconds"] = seconds_since(t);
   }
   if (sp) {
     entry["sequence_parallel"] = {{"degree", sp->degree()},

@@ -1,5 +1,5 @@
 // Denoising the prompts of one replica: noise → N steps × {DiT forward(s), CFG, solver update} → final latent,
-// saved to <output.dir>/<id>.latents.h5. With cfg = 2 the two passes run on the two ranks of the cfg group and are
+// saved to <output.dir>/<id>.latents.h5 and decoded by the VAE into <output.dir>/<id>.mp4. With cfg = 2 the two passes run on the two ranks of the cfg group and are
 // exchanged once per step. With sequence parallel, each rank keeps its token shard of the latent for the whole
 // loop (the sampler is element-wise) and the shards are gathered once, for the output.
 #pragma once
@@ -17,6 +17,7 @@
 #include "model/sampling/schedule.h"
 #include "model/sampling/solver.h"
 #include "model/wan/dit.h"
+#include "model/wan/vae_decoder.h"
 
 namespace ditrun {
 
@@ -29,6 +30,7 @@ struct DenoiseContext {
   comm::Comm* ulysses;
   comm::Comm* ring;
   bool writes_output;   // this rank writes the latents of its replica
+  wan::VaeDecoder* vae;  // on the writing rank: decodes the final latents into the video (shared VAE role)
   Progress& progress;   // prints only on rank 0
   bool shows_steps;     // this rank's steps drive the progress bar
 };
@@ -66,8 +68,9 @@ class DenoiseLoop {
   double cfg_seconds_ = 0;
 };
 
-// The output file of a prompt.
+// The output files of a prompt: its latents and its video (<id>.mp4 for codec h264, <id>.y4m for y4m).
 std::string latents_path(const Job& job, const PromptItem& prompt);
+std::string video_path(const Job& job, const PromptItem& prompt);
 
 // Denoises one prompt (or notes that its output exists) and returns its report entry.
 nlohmann::json denoise_prompt(DenoiseContext& c, const PromptItem& prompt);

@@ -122,18 +122,25 @@ class Reader {
 };
 
 void read_model(const Reader& r, const toml::table& t, const std::filesystem::path& file, ModelSection& model) {
-  r.only_keys(t, "model", {"name", "backend"});
+  r.only_keys(t, "model", {"name", "backend", "vae"});
   if (auto* n = t.get("name")) {
     model.name = r.string(*n, "model.name");
     if (model.name.empty()) r.fail("model.name", "must be \"tiny\" or a model directory, got \"\"");
   }
   if (auto* n = t.get("backend")) model.backend = r.one_of(*n, "model.backend", {"auto", "cpu", "cuda"});
-  // A model directory is relative to the job file, so a job and its model can move together.
-  if (model.name != "tiny" && model.name.rfind("random:", 0) != 0) {
-    std::filesystem::path p(model.name);
-    if (p.is_relative()) p = file.parent_path() / p;
-    model.name = p.lexically_normal().string();
+  if (auto* n = t.get("vae")) {
+    model.vae = r.string(*n, "model.vae");
+    if (model.vae.empty()) r.fail("model.vae", "must be \"auto\", \"tiny\" or a model directory, got \"\"");
   }
+  // A model directory is relative to the job file, so a job and its model can move together.
+  const auto relative_to_job = [&](std::string& name) {
+    if (name == "tiny" || name == "auto" || name.rfind("random:", 0) == 0) return;
+    std::filesystem::path p(name);
+    if (p.is_relative()) p = file.parent_path() / p;
+    name = p.lexically_normal().string();
+  };
+  relative_to_job(model.name);
+  relative_to_job(model.vae);
 }
 
 void read_parallel(const Reader& r, const toml::table& t, Job& job) {
@@ -413,7 +420,7 @@ nlohmann::json job_to_json(const Job& job) {
 
   return {
       {"file", job.file.string()},
-      {"model", {{"name", job.model.name}, {"backend", job.model.backend}}},
+      {"model", {{"name", job.model.name}, {"backend", job.model.backend}, {"vae", job.model.vae}}},
       {"parallel",
        {{"replicas", p.replicas == 0 ? nlohmann::json("auto") : nlohmann::json(p.replicas)},
         {"cfg", p.cfg},

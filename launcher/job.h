@@ -37,6 +37,8 @@ struct ModelSection {
   std::string name = "tiny";  // "tiny", "random:<config>[:seed]", or a model directory (resolved against the job
                               // file's directory)
   std::string backend = "auto";
+  std::string vae = "auto";   // "auto" (the model's own: tiny, random:wan2.1, or the model folder's vae/),
+                              // "tiny", "random:<tiny|wan2.1>[:seed]", or a folder (resolved like name)
 };
 
 struct OutputSection {

@@ -14,7 +14,9 @@
 #include "launcher/denoise.h"
 #include "launcher/embeddings.h"
 #include "model/cpu/cpu_backend.h"
+#include "io/video_writer.h"
 #include "model/wan/dit_source.h"
+#include "model/wan/vae_source.h"
 #include "launcher/input_error.h"
 #include "launcher/job.h"
 #include "launcher/progress.h"
@@ -34,6 +36,7 @@ struct ValidJob {
   Job job;
   std::optional<partition::Plan> plan;
   wan::DitSource model;
+  wan::VaeSource vae;
   std::optional<EmbeddingFile> embeddings;
   std::optional<PromptSlice> slice;
   std::filesystem::path report;  // where report.json goes
@@ -66,6 +69,27 @@ void validate(ValidJob& v, const RunOptions& options, const comm::MpiRuntime& mp
   } catch (const std::exception& e) {
     throw InputError(e.what(), options.job_file + ": model.name");
   }
+  // The VAE: the model's own unless the job names one.
+  std::string vae = v.job.model.vae;
+  if (vae == "auto") {
+    const std::string& name = v.job.model.name;
+    if (name == "tiny" || name.rfind("random:tiny", 0) == 0) vae = "tiny";
+    else if (name.rfind("random:", 0) == 0) vae = "random:wan2.1";
+    else vae = name;  // a Diffusers model root has vae/ beside transformer/
+  }
+  try {
+    v.vae = wan::resolve_vae_source(vae);
+  } catch (const std::exception& e) {
+    throw InputError(std::string(e.what()) + (v.job.model.vae == "auto" ? "; set model.vae" : ""),
+                     options.job_file + ": model.vae");
+  }
+  if (v.vae.config.z_dim != v.model.config.out_dim)
+    throw InputError("the VAE has " + std::to_string(v.vae.config.z_dim) + " latent channels, the model makes " +
+                         std::to_string(v.model.config.out_dim),
+                     options.job_file + ": model.vae");
+  if (v.job.output.codec == "h264" && !io::mp4_supported())
+    throw InputError("codec h264 needs FFmpeg (libav), which this build lacks: set output.codec = \"y4m\"",
+                     options.job_file + ": output.codec");
   if (v.job.embeddings.empty())
     throw InputError("prompts.embeddings is required: this build has no text encoder yet, so the prompts' umT5 "
                      "embeddings come from an HDF5 file",
@@ -202,8 +226,13 @@ int run_command(const RunOptions& options, int* argc, char*** argv) {
     const auto cfg = comms.get("cfg"), sp = comms.get("sp"), ulysses = comms.get("ulysses"), ring = comms.get("ring");
     const int replica = roles.dit->replica;
     const bool writer = roles.dit->cfg == 0 && roles.dit->ring == 0 && roles.dit->ulysses == 0;
-    DenoiseContext c{v.job,      dit,    *v.embeddings, cfg.get(),    sp.get(),
-                     ulysses.get(), ring.get(), writer,   progress, mpi.rank() == 0};
+    // Shared VAE role: the rank that writes a replica's outputs also decodes them.
+    std::optional<wan::VaeDecoder> vae;
+    if (writer) vae.emplace(wan::make_vae_decoder(*backend, v.vae));
+    if (mpi.rank() == 0) progress.line("VAE: " + v.vae.describe() + " on " + backend->name() + ", video " +
+                                       (v.job.output.codec == "y4m" ? "Y4M" : "H.264 MP4"));
+    DenoiseContext c{v.job,         dit,        *v.embeddings, cfg.get(), sp.get(),
+                     ulysses.get(), ring.get(), writer,        vae ? &*vae : nullptr, progress, mpi.rank() == 0};
     for (size_t i = replica; i < v.job.prompts.size(); i += plan.layout().replicas) {
       const auto& prompt = v.job.prompts[i];
       if (mpi.rank() == 0) progress.line("prompt " + prompt.id + " (replica " + std::to_string(replica) + ")");

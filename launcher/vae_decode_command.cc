@@ -15,6 +15,7 @@
 #include "io/video_writer.h"
 #include "launcher/commands.h"
 #include "launcher/input_error.h"
+#include "launcher/video_output.h"
 #include "model/core/backend.h"
 #include "model/wan/vae_source.h"
 
@@ -92,25 +93,13 @@ int vae_decode_command(const VaeDecodeOptions& o, int* argc, char*** argv) {
   Tensor z = backend->allocate(shape, DType::f32);
   backend->upload(z, latents.data());
 
-  std::optional<io::StreamingVideoWriter> video;
-  std::vector<float> all;  // frames [F, 3, H, W] for the .h5 output
-  if (kind == OutputKind::video)
-    video.emplace(io::make_video_sink(o.output, static_cast<int>(width), static_cast<int>(height), o.fps, o.crf,
-                                      o.preset));
-  else
-    all.resize(static_cast<size_t>(frames * frame_size));
-  decoder.decode(z, [&](int64_t first, const Tensor& chunk) {
-    std::vector<float> host(static_cast<size_t>(chunk.numel()));
-    backend->download(chunk, host.data());
-    for (int64_t f = 0; f < chunk.dim(0); ++f) {
-      const auto begin = host.begin() + f * frame_size;
-      if (video) video->push(std::vector<float>(begin, begin + frame_size));
-      else std::copy(begin, begin + frame_size, all.begin() + (first + f) * frame_size);
-    }
-  });
-  if (video) {
-    video->finish();
-  } else {  // [F, 3, H, W] -> [3, F, H, W]
+  if (kind == OutputKind::video) {
+    decode_to_video(decoder, z, o.output, VideoSettings{o.fps, o.crf, o.preset});
+  } else {  // frames [F, 3, H, W] as decoded, stored [3, F, H, W]
+    std::vector<float> all(static_cast<size_t>(frames * frame_size));
+    decoder.decode(z, [&](int64_t first, const Tensor& chunk) {
+      backend->download(chunk, all.data() + first * frame_size);
+    });
     std::vector<float> planar(all.size());
     const int64_t plane = height * width;
     for (int64_t f = 0; f < frames; ++f)

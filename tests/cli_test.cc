@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "io/hdf5_file.h"
+#include "io/video_writer.h"
 #include "tests/relative_l2.h"
 
 using ditrun::testing::relative_l2;
@@ -194,7 +195,10 @@ TEST_F(Cli, RunUnderMpirunBuildsAndChecksEveryCommunicatorAndWritesTheReport) {
     EXPECT_EQ(p["status"], "done") << p.dump();
     EXPECT_EQ(p["step_seconds"].size(), 3u);
     EXPECT_EQ(p["latent_shape"], nlohmann::json::parse("[16, 2, 6, 8]"));
+    EXPECT_EQ(p["frames"], 5) << p.dump();  // 1 + 4·(2 − 1) from the tiny VAE
+    EXPECT_TRUE(fs::exists(dir_ / p["video"].get<std::string>())) << p.dump();
   }
+  EXPECT_TRUE(fs::exists(dir_ / "out" / "boat.mp4") || !ditrun::io::mp4_supported());
   for (const char* id : {"p0000", "boat"}) {
     const auto latents = read_latents(dir_ / "out" / (std::string(id) + ".latents.h5"));
     ASSERT_EQ(latents.size(), 16u * 2 * 6 * 8);
@@ -468,4 +472,44 @@ TEST_F(Cli, VaeDecodeRejectsBadInputWithOneLineAndCode2) {
   Result ranks = run(mpirun(2) + " vae-decode --vae tiny --in " + in + " --out x.y4m");
   EXPECT_EQ(ranks.code, 2);
   EXPECT_NE(ranks.err.find("vae-decode runs on one process for now"), std::string::npos) << ranks.err;
+}
+
+TEST_F(Cli, RunDecodesEachPromptAsVaeDecodeDoes) {
+  // The video of a run is the VAE decode of its latents: with Y4M (exact, no encoder) the bytes are the same.
+  write_embeddings(dir_ / "emb.h5");
+  std::string job = kJob;
+  job.replace(job.find("dir = \"out\""), 11, "dir = \"out\"\ncodec = \"y4m\"\nfps = 12");
+  write("job.toml", job);
+  Result r = run(mpirun(2) + " run job.toml");
+  ASSERT_EQ(r.code, 0) << r.err;
+  for (const char* id : {"p0000", "boat"}) {
+    const std::string video = "out/" + std::string(id) + ".y4m";
+    ASSERT_TRUE(fs::exists(dir_ / video)) << id;
+    EXPECT_FALSE(fs::exists(dir_ / "out" / (std::string(id) + ".mp4")));
+    Result d = run(ditrun() + " vae-decode --vae tiny --in out/" + id + ".latents.h5 --out again.y4m --fps 12");
+    ASSERT_EQ(d.code, 0) << d.err;
+    const std::string made = slurp(dir_ / video);
+    EXPECT_EQ(made.rfind("YUV4MPEG2 W64 H48 F12:1", 0), 0u);
+    EXPECT_EQ(made, slurp(dir_ / "again.y4m")) << id;
+  }
+  // A missing video is what makes a prompt incomplete: only that prompt is redone.
+  fs::remove(dir_ / "out" / "boat.y4m");
+  Result again = run(mpirun(2) + " run job.toml");
+  ASSERT_EQ(again.code, 0) << again.err;
+  const auto report = nlohmann::json::parse(slurp(dir_ / "out" / "report.json"));
+  for (const auto& p : report["prompts"])
+    EXPECT_EQ(p["status"], p["id"] == "boat" ? "done" : "skipped (output exists)") << p.dump();
+  EXPECT_TRUE(fs::exists(dir_ / "out" / "boat.y4m"));
+}
+
+TEST_F(Cli, RunRejectsABadVaeWithOneLineAndCode2) {
+  write_embeddings(dir_ / "emb.h5");
+  std::string job = kJob;
+  job.replace(job.find("name = \"tiny\""), 13, "name = \"tiny\"\nvae = \"no_such_vae\"");
+  write("job.toml", job);
+  Result r = run(mpirun(2) + " run job.toml");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(count_lines_with(r.err, "ditrun: error: "), 1) << r.err;
+  EXPECT_NE(r.err.find("model.vae"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir_ / "out"));
 }

@@ -71,7 +71,9 @@ ids=$(python3 -c 'import json,sys; print(" ".join(json.loads(l)["id"] for l in o
 SECONDS=0
 job=$(sbatch --parsable --wait --ntasks-per-node=4 "${cpu_only[@]}" "$src/slurm/render-1node.sbatch" tiny.toml) ||
   fail "render-1node.sbatch (srun) job ended with an error"
-for id in $ids; do [ -f "out/tiny/$id.latents.h5" ] || fail "no out/tiny/$id.latents.h5"; done
+for id in $ids; do
+  for f in "$id.latents.h5" "$id.mp4"; do [ -f "out/tiny/$f" ] || fail "no out/tiny/$f"; done
+done
 check_name="report of the srun job" pycheck "reports/$job.json" "$job" $ids <<'EOF'
 import json, sys
 report, job, ids = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[3:]
@@ -118,7 +120,7 @@ for r in reports:
     count.update(p["id"] for p in report["prompts"] if p["status"] == "done")
 assert sorted(count) == sorted(ids) and set(count.values()) == {1}, count
 outputs = sorted(p.name for p in pathlib.Path("out/array").iterdir())
-assert outputs == sorted(f"{i}.latents.h5" for i in ids), outputs  # and no .part left
+assert outputs == sorted([f"{i}.latents.h5" for i in ids] + [f"{i}.mp4" for i in ids]), outputs  # no .part left
 EOF
 echo "ok: render-array.sbatch, 2 array tasks, every prompt rendered exactly once, job $job (${SECONDS}s)"
 
@@ -127,7 +129,7 @@ SECONDS=0
 sed -e 's|out/tiny|out/requeue|' -e 's|^steps = 3|steps = 40|' -e 's|^width = 64|width = 128|' \
   -e 's|^height = 48|height = 96|' tiny.toml >requeue.toml
 job=$(sbatch --parsable --ntasks-per-node=4 "${cpu_only[@]}" "$src/slurm/render-1node.sbatch" requeue.toml)
-until compgen -G "out/requeue/*.latents.h5" >/dev/null; do
+until compgen -G "out/requeue/*.mp4" >/dev/null; do  # a prompt complete (its video is written last)
   ((SECONDS < 120)) || fail "the requeue job wrote no output in 120 s"
   sleep 0.2
 done
@@ -145,7 +147,7 @@ status = {p["id"]: p["status"] for p in report["prompts"]}
 assert sorted(status) == sorted(ids), status
 assert "skipped (output exists)" in status.values() and "done" in status.values(), status
 outputs = sorted(p.name for p in pathlib.Path("out/requeue").iterdir())
-assert outputs == sorted(f"{i}.latents.h5" for i in ids), outputs
+assert outputs == sorted([f"{i}.latents.h5" for i in ids] + [f"{i}.mp4" for i in ids]), outputs
 EOF
 [ ! -e "reports/$job.json" ] || fail "the killed run wrote a report"
 echo "ok: SIGTERM to the batch script requeued job $job; the rerun skipped finished prompts (${SECONDS}s)"
