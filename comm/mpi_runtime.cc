@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <climits>
 #include <cstdlib>
 #include <cstring>
 
@@ -179,5 +180,20 @@ std::vector<std::string> MpiRuntime::gather_to_root(const std::string& text) con
 }
 
 void MpiRuntime::barrier() const { DITRUN_MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD)); }
+
+void MpiRuntime::send_floats(const std::vector<float>& data, int to, int tag) const {
+  if (data.size() > static_cast<size_t>(INT_MAX)) throw CommError("send_floats: more than INT_MAX values");
+  DITRUN_MPI_CHECK(MPI_Send(data.data(), static_cast<int>(data.size()), MPI_FLOAT, to, tag, MPI_COMM_WORLD));
+}
+
+std::vector<float> MpiRuntime::receive_floats(int from, int tag) const {
+  MPI_Status status;
+  DITRUN_MPI_CHECK(MPI_Probe(from, tag, MPI_COMM_WORLD, &status));
+  int count = 0;
+  DITRUN_MPI_CHECK(MPI_Get_count(&status, MPI_FLOAT, &count));
+  std::vector<float> data(static_cast<size_t>(count));
+  DITRUN_MPI_CHECK(MPI_Recv(data.data(), count, MPI_FLOAT, from, tag, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+  return data;
+}
 
 }  // namespace ditrun::comm

@@ -147,6 +147,7 @@ nlohmann::json denoise_prompt(DenoiseContext& c, const PromptItem& prompt) {
     writer.file().write_attribute("/", "solver", s.solver);
     writer.commit();
   }
+  if (c.writes_output && c.hand_over) c.hand_over(latent);  // dedicated VAE ranks decode while we go on
   if (c.vae) {  // shared VAE role: the writing rank decodes while its replica's other ranks wait for the next prompt
     t = Clock::now();
     const Arena::Mark mark = be.arena().mark();

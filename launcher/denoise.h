@@ -3,6 +3,7 @@
 // exchanged once per step. With sequence parallel, each rank keeps its token shard of the latent for the whole
 // loop (the sampler is element-wise) and the shards are gathered once, for the output.
 #pragma once
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -31,6 +32,8 @@ struct DenoiseContext {
   comm::Comm* ring;
   bool writes_output;   // this rank writes the latents of its replica
   wan::VaeDecoder* vae;  // on the writing rank: decodes the final latents into the video (shared VAE role)
+  // With dedicated VAE ranks instead: the writing rank hands the final latents [16,T,h,w] over to them.
+  std::function<void(const std::vector<float>& latents)> hand_over;
   Progress& progress;   // prints only on rank 0
   bool shows_steps;     // this rank's steps drive the progress bar
 };

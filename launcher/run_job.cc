@@ -21,6 +21,7 @@
 #include "launcher/job.h"
 #include "launcher/progress.h"
 #include "launcher/report.h"
+#include "launcher/video_output.h"
 #include "partition/plan.h"
 #include "partition/plan_text.h"
 
@@ -213,6 +214,22 @@ int run_command(const RunOptions& options, int* argc, char*** argv) {
                   " sets checked, " + std::to_string(failed) + " failed");
   if (mpi.max_over_ranks(failed) > 0) comm::abort_job("communicator check failed", 1);
 
+  // Dedicated VAE ranks: the first of them receives every prompt's latents from the rank that writes its
+  // replica's outputs and decodes them (the other VAE ranks wait: a decode is not split over ranks yet).
+  const bool dedicated_vae = plan.layout().dedicated_vae();
+  int vae_leader = -1;
+  if (dedicated_vae)
+    for (int r = 0; r < mpi.size() && vae_leader < 0; ++r)
+      if (plan.roles(r).vae && !plan.roles(r).dit) vae_leader = r;
+  const auto replica_writer = [&](int replica) {
+    for (int r = 0; r < mpi.size(); ++r) {
+      const auto& d = plan.roles(r).dit;
+      if (d && d->replica == replica && d->cfg == 0 && d->pipefusion == 0 && d->ring == 0 && d->ulysses == 0)
+        return r;
+    }
+    throw std::logic_error("no writing rank for replica " + std::to_string(replica));
+  };
+
   // 4. Denoise: each replica takes every replicas-th prompt; within a replica the cfg pair shares each step.
   t = Clock::now();
   nlohmann::json my_entries = nlohmann::json::array();
@@ -228,17 +245,43 @@ int run_command(const RunOptions& options, int* argc, char*** argv) {
     const bool writer = roles.dit->cfg == 0 && roles.dit->ring == 0 && roles.dit->ulysses == 0;
     // Shared VAE role: the rank that writes a replica's outputs also decodes them.
     std::optional<wan::VaeDecoder> vae;
-    if (writer) vae.emplace(wan::make_vae_decoder(*backend, v.vae));
-    if (mpi.rank() == 0) progress.line("VAE: " + v.vae.describe() + " on " + backend->name() + ", video " +
-                                       (v.job.output.codec == "y4m" ? "Y4M" : "H.264 MP4"));
+    if (writer && !dedicated_vae) vae.emplace(wan::make_vae_decoder(*backend, v.vae));
+    if (mpi.rank() == 0)
+      progress.line("VAE: " + v.vae.describe() +
+                    (dedicated_vae ? " on the dedicated VAE ranks" : " on " + backend->name()) + ", video " +
+                    (v.job.output.codec == "y4m" ? "Y4M" : "H.264 MP4"));
     DenoiseContext c{v.job,         dit,        *v.embeddings, cfg.get(), sp.get(),
-                     ulysses.get(), ring.get(), writer,        vae ? &*vae : nullptr, progress, mpi.rank() == 0};
+                     ulysses.get(), ring.get(), writer,        vae ? &*vae : nullptr, {}, progress, mpi.rank() == 0};
     for (size_t i = replica; i < v.job.prompts.size(); i += plan.layout().replicas) {
       const auto& prompt = v.job.prompts[i];
       if (mpi.rank() == 0) progress.line("prompt " + prompt.id + " (replica " + std::to_string(replica) + ")");
+      if (dedicated_vae)
+        c.hand_over = [&, i](const std::vector<float>& latents) {
+          mpi.send_floats(latents, vae_leader, static_cast<int>(i));
+        };
       nlohmann::json entry = denoise_prompt(c, prompt);
       entry["replica"] = replica;
       if (c.writes_output) my_entries.push_back(std::move(entry));
+    }
+  }
+  if (roles.vae && dedicated_vae && mpi.rank() == vae_leader) {
+    // Dedicated VAE role: decode prompt i while the DiT ranks denoise the next ones. The prompts to decode are
+    // those without a video now, which is what the DiT ranks find when they reach them (only we write videos).
+    std::unique_ptr<Backend> backend = use_cuda ? make_cuda_backend() : make_cpu_backend();
+    wan::VaeDecoder vae = wan::make_vae_decoder(*backend, v.vae);
+    for (size_t i = 0; i < v.job.prompts.size(); ++i) {
+      const auto& prompt = v.job.prompts[i];
+      if (std::filesystem::exists(video_path(v.job, prompt))) continue;
+      const int from = replica_writer(static_cast<int>(i % static_cast<size_t>(plan.layout().replicas)));
+      std::vector<float> latents = mpi.receive_floats(from, static_cast<int>(i));
+      const auto decode_start = Clock::now();
+      const Shape shape = latent_shape(prompt.sampling);
+      Tensor z = backend->allocate(shape, DType::f32);
+      backend->upload(z, latents.data());
+      const int64_t frames = decode_to_video(vae, z, video_path(v.job, prompt),
+                                             VideoSettings{v.job.output.fps, v.job.output.crf, v.job.output.preset});
+      my_entries.push_back({{"id", prompt.id}, {"frames", frames}, {"vae_seconds", seconds_since(decode_start)},
+                            {"vae_rank", mpi.rank()}});
     }
   }
   const auto gathered = mpi.gather_to_root(my_entries.dump());
@@ -268,8 +311,15 @@ int run_command(const RunOptions& options, int* argc, char*** argv) {
     add_group_checks(plan_json, checks);
     report["plan"] = std::move(plan_json);
     nlohmann::json prompts = nlohmann::json::array();
+    std::vector<nlohmann::json> decoded;  // entries of a dedicated VAE rank, merged into the DiT's by id
     for (const auto& text : gathered)
-      for (auto& e : nlohmann::json::parse(text)) prompts.push_back(std::move(e));
+      for (auto& e : nlohmann::json::parse(text)) {
+        if (e.contains("status")) prompts.push_back(std::move(e));
+        else decoded.push_back(std::move(e));
+      }
+    for (const auto& d : decoded)
+      for (auto& p : prompts)
+        if (p["id"] == d["id"]) p.update(d);
     int done = 0;
     for (const auto& e : prompts) done += e["status"] == "done";
     report["prompts"] = std::move(prompts);

@@ -513,3 +513,39 @@ TEST_F(Cli, RunRejectsABadVaeWithOneLineAndCode2) {
   EXPECT_NE(r.err.find("model.vae"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(dir_ / "out"));
 }
+
+TEST_F(Cli, DedicatedVaeRankDecodesWhatTheSharedRoleDecodes) {
+  // 2 replicas × cfg 2 on 4 DiT ranks and one dedicated VAE rank that decodes prompt i while the DiT ranks go on:
+  // the same videos (Y4M: exact) as the shared role, and a rerun decodes only what is missing.
+  write_embeddings(dir_ / "emb.h5");
+  std::string job = kJob;
+  job.replace(job.find("dir = \"out\""), 11, "dir = \"shared\"\ncodec = \"y4m\"");
+  write("shared.toml", job);
+  job.replace(job.find("dir = \"shared\""), 14, "dir = \"dedicated\"");
+  job.replace(job.find("cfg = 2"), 7, "cfg = 2\nvae_ranks = 1");
+  write("dedicated.toml", job);
+  ASSERT_EQ(run(mpirun(4) + " run shared.toml").code, 0);
+  Result r = run(mpirun(5) + " run dedicated.toml");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("VAE: 1 dedicated"), std::string::npos) << r.err;
+  const auto report = nlohmann::json::parse(slurp(dir_ / "dedicated" / "report.json"));
+  for (const auto& p : report["prompts"]) {
+    EXPECT_EQ(p["status"], "done") << p.dump();
+    EXPECT_EQ(p["vae_rank"], 4) << p.dump();  // the VAE rank comes after the DiT ranks
+    EXPECT_EQ(p["frames"], 5) << p.dump();
+  }
+  for (const char* id : {"p0000", "boat"}) {
+    const std::string name = std::string(id) + ".y4m";
+    ASSERT_TRUE(fs::exists(dir_ / "dedicated" / name)) << id;
+    EXPECT_EQ(slurp(dir_ / "dedicated" / name), slurp(dir_ / "shared" / name)) << id;
+  }
+  fs::remove(dir_ / "dedicated" / "p0000.y4m");
+  Result again = run(mpirun(5) + " run dedicated.toml");
+  ASSERT_EQ(again.code, 0) << again.err;
+  const auto report2 = nlohmann::json::parse(slurp(dir_ / "dedicated" / "report.json"));
+  for (const auto& p : report2["prompts"]) {
+    EXPECT_EQ(p["status"], p["id"] == "p0000" ? "done" : "skipped (output exists)") << p.dump();
+    EXPECT_EQ(p.contains("vae_rank"), p["id"] == "p0000") << p.dump();
+  }
+  EXPECT_EQ(slurp(dir_ / "dedicated" / "p0000.y4m"), slurp(dir_ / "shared" / "p0000.y4m"));
+}
