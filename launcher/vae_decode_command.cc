@@ -2,6 +2,8 @@
 //   in.h5:  latents [16, T, h, w] f32, normalised as the DiT produces them (the decoder de-normalises, spec §4.1)
 //   out:    .mp4 (H.264 through libav) or .y4m: the video at --fps; .h5: frames [3, 1 + 4(T − 1), 8h, 8w] f32 in
 //           [−1, 1]. Frames go to the encoder's thread chunk by chunk while the next latent frame decodes.
+// Under mpirun the ranks of the launch are the VAE group: each decodes a band of rows of every frame (issue 5,
+// model/parallel/row_bands.h) and rank 0 gathers the frames and writes the output.
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
@@ -9,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "comm/communicators.h"
 #include "comm/cuda_device.h"
 #include "comm/mpi_runtime.h"
 #include "io/hdf5_file.h"
@@ -17,6 +20,7 @@
 #include "launcher/input_error.h"
 #include "launcher/video_output.h"
 #include "model/core/backend.h"
+#include "model/parallel/row_bands.h"
 #include "model/wan/vae_source.h"
 
 namespace ditrun {
@@ -47,9 +51,6 @@ int vae_decode_command(const VaeDecodeOptions& o, int* argc, char*** argv) {
   OutputKind kind = OutputKind::video;
   std::optional<InputError> error;
   try {
-    if (mpi.size() != 1)
-      throw InputError("vae-decode runs on one process for now (the VAE ranks do not split a decode yet)",
-                       std::to_string(mpi.size()) + " ranks");
     if (o.backend != "cpu" && o.backend != "cuda")
       throw InputError("backend must be cpu or cuda, got \"" + o.backend + "\"", "--backend");
     if (o.fps < 1 || o.fps > 240) throw InputError("fps must be 1 to 240, got " + std::to_string(o.fps), "--fps");
@@ -75,18 +76,30 @@ int vae_decode_command(const VaeDecodeOptions& o, int* argc, char*** argv) {
       throw InputError("latents has shape " + shape_string(shape) + ", expected [" +
                            std::to_string(source.config.z_dim) + ", T, h, w]",
                        o.input);
+    if (shape[2] < mpi.size())  // every VAE rank owns at least one latent row (parallel::row_band)
+      throw InputError("latents have " + std::to_string(shape[2]) + " rows (h), fewer than the " +
+                           std::to_string(mpi.size()) + " VAE ranks that split them",
+                       o.input);
   } catch (const InputError& e) {
     error = e;
   }
-  if (error) {
-    print_input_error(error->what(), error->where());
+  // Every rank checks the same input; the lowest failing rank says why, all exit 2.
+  const int failing = mpi.min_over_ranks(error ? mpi.rank() : mpi.size());
+  if (failing < mpi.size()) {
+    if (mpi.rank() == failing) print_input_error(error->what(), error->where());
     return 2;
   }
 
   const bool cuda = o.backend == "cuda";
   if (cuda) comm::select_cuda_device(mpi.local_rank());
+  std::vector<int> world(static_cast<size_t>(mpi.size()));
+  for (int r = 0; r < mpi.size(); ++r) world[static_cast<size_t>(r)] = r;
+  comm::Communicators comms({comm::GroupSet{"vae", {world}}}, cuda ? comm::Backend::nccl : comm::Backend::mpi);
+  const std::shared_ptr<comm::Comm> vae_group = comms.get("vae");
+  const bool writes = vae_group->rank() == 0;
   std::unique_ptr<Backend> backend = cuda ? make_cuda_backend() : make_cpu_backend();
   wan::VaeDecoder decoder = wan::make_vae_decoder(*backend, source);
+  decoder.split_rows_over(vae_group.get());  // one rank: the whole frame, no communication
   const auto& c = source.config;
   const int64_t frames = c.output_frames(shape[1]), height = shape[2] * c.spatial_factor(),
                 width = shape[3] * c.spatial_factor(), frame_size = 3 * height * width;
@@ -96,10 +109,12 @@ int vae_decode_command(const VaeDecodeOptions& o, int* argc, char*** argv) {
   if (kind == OutputKind::video) {
     decode_to_video(decoder, z, o.output, VideoSettings{o.fps, o.crf, o.preset});
   } else {  // frames [F, 3, H, W] as decoded, stored [3, F, H, W]
-    std::vector<float> all(static_cast<size_t>(frames * frame_size));
-    decoder.decode(z, [&](int64_t first, const Tensor& chunk) {
-      backend->download(chunk, all.data() + first * frame_size);
+    std::vector<float> all(writes ? static_cast<size_t>(frames * frame_size) : 0);
+    decoder.decode(z, [&](int64_t first, const Tensor& band) {
+      const Tensor chunk = decoder.gather_frames(band);  // collective: every rank takes part
+      if (writes) backend->download(chunk, all.data() + first * frame_size);
     });
+    if (!writes) return 0;
     std::vector<float> planar(all.size());
     const int64_t plane = height * width;
     for (int64_t f = 0; f < frames; ++f)
@@ -111,9 +126,12 @@ int vae_decode_command(const VaeDecodeOptions& o, int* argc, char*** argv) {
     writer.file().write_attribute("/", "backend", backend->name());
     writer.commit();
   }
-  std::printf("vae-decode: %s on %s, latents %s -> %lld frames of %lldx%lld: wrote %s\n", source.describe().c_str(),
-              backend->name().c_str(), shape_string(shape).c_str(), static_cast<long long>(frames),
-              static_cast<long long>(width), static_cast<long long>(height), o.output.c_str());
+  if (!writes) return 0;
+  std::printf("vae-decode: %s on %s with %d VAE rank%s, latents %s -> %lld frames of %lldx%lld: wrote %s\n",
+              source.describe().c_str(), backend->name().c_str(), mpi.size(), mpi.size() == 1 ? "" : "s",
+              shape_string(shape).c_str(),
+              static_cast<long long>(frames), static_cast<long long>(width), static_cast<long long>(height),
+              o.output.c_str());
   return 0;
 }
 

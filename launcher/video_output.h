@@ -16,7 +16,8 @@ struct VideoSettings {
 };
 
 // Decodes latents [z_dim, T, h, w] (normalised, f32 on the decoder's backend) into `path` (.mp4 or .y4m, written
-// as .part and renamed when complete). Returns the number of frames written.
+// as .part and renamed when complete). Returns the number of frames written. With a row split over the decoder's
+// VAE group (collective over it) rank 0 of the group writes the file and the others return the frames decoded.
 int64_t decode_to_video(wan::VaeDecoder& decoder, const Tensor& latents, const std::string& path,
                         const VideoSettings& settings);
 

@@ -469,9 +469,10 @@ TEST_F(Cli, VaeDecodeRejectsBadInputWithOneLineAndCode2) {
   }
   for (const auto& entry : fs::directory_iterator(dir_))  // nothing written but the captured output
     EXPECT_TRUE(entry.path().filename() == "stdout.txt" || entry.path().filename() == "stderr.txt") << entry.path();
-  Result ranks = run(mpirun(2) + " vae-decode --vae tiny --in " + in + " --out x.y4m");
+  Result ranks = run(mpirun(2) + " vae-decode --vae tiny --in missing.h5 --out x.y4m");  // every rank checks
   EXPECT_EQ(ranks.code, 2);
-  EXPECT_NE(ranks.err.find("vae-decode runs on one process for now"), std::string::npos) << ranks.err;
+  EXPECT_EQ(count_lines_with(ranks.err, "ditrun: error: "), 1) << ranks.err;
+  EXPECT_NE(ranks.err.find("input file does not exist (missing.h5)"), std::string::npos) << ranks.err;
 }
 
 TEST_F(Cli, RunDecodesEachPromptAsVaeDecodeDoes) {
@@ -548,4 +549,64 @@ TEST_F(Cli, DedicatedVaeRankDecodesWhatTheSharedRoleDecodes) {
     EXPECT_EQ(p.contains("vae_rank"), p["id"] == "p0000") << p.dump();
   }
   EXPECT_EQ(slurp(dir_ / "dedicated" / "p0000.y4m"), slurp(dir_ / "shared" / "p0000.y4m"));
+}
+
+// ------------------------------------------------------------------------------------------------ parallel vae-decode
+
+TEST_F(Cli, VaeDecodeOverTwoAndFourRanksEqualsOneRankAndTheGolden) {
+  // The golden latent is [16, 3, 6, 8]: 2 ranks own 3 + 3 latent rows, 4 ranks the uneven 2 + 2 + 1 + 1.
+  const std::string golden = std::string(DITRUN_GOLDEN_DIR);
+  const std::string args = " vae-decode --vae " + golden + "/tiny_vae --in " + golden + "/vae_decode.h5 --out ";
+  Result one = run(ditrun() + args + "f1.h5");
+  ASSERT_EQ(one.code, 0) << one.err;
+  std::vector<int64_t> want_shape, one_shape;
+  const auto want = read_dataset(golden + "/vae_decode.h5", "frames", &want_shape);
+  const auto single = read_dataset(dir_ / "f1.h5", "frames", &one_shape);
+  for (int np : {2, 4}) {
+    const std::string out = "f" + std::to_string(np) + ".h5";
+    Result r = run(mpirun(np) + args + out);
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_EQ(count_lines_with(r.out, "vae-decode: "), 1) << r.out;  // rank 0 reports and writes
+    EXPECT_NE(r.out.find("with " + std::to_string(np) + " VAE ranks"), std::string::npos) << r.out;
+    std::vector<int64_t> shape;
+    const auto got = read_dataset(dir_ / out, "frames", &shape);
+    ASSERT_EQ(shape, want_shape);
+    const double vs_golden = relative_l2(got, want), vs_one = relative_l2(got, single);
+    double max_diff = 0;
+    for (size_t i = 0; i < got.size(); ++i)
+      if (const double d = std::abs(double(got[i]) - double(single[i])); d > max_diff) max_diff = d;
+    std::printf("vae-decode on %d ranks: relative L2 %.2e vs diffusers, %.2e vs 1 rank (max |diff| %.2e)\n", np,
+                vs_golden, vs_one, max_diff);
+    EXPECT_LT(vs_golden, 1e-4);
+    // The bands see exactly the values one rank sees (halo rows, gathered attention frame) and every output pixel
+    // is the same sum in the same order: bit-identical on the CPU.
+    EXPECT_EQ(got, single) << np << " ranks";
+  }
+}
+
+TEST_F(Cli, VaeDecodeOverRanksStreamsTheSameVideoAsOneRank) {
+  // Y4M has no encoder state: the bytes are the frames, so the 3-rank video must be the 1-rank video.
+  const std::string in = std::string(DITRUN_GOLDEN_DIR) + "/vae_decode.h5";
+  ASSERT_EQ(run(ditrun() + " vae-decode --vae tiny --in " + in + " --out one.y4m").code, 0);
+  Result r = run(mpirun(3) + " vae-decode --vae tiny --in " + in + " --out three.y4m");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(slurp(dir_ / "three.y4m"), slurp(dir_ / "one.y4m"));
+  EXPECT_FALSE(fs::exists(dir_ / "three.y4m.part"));
+}
+
+TEST_F(Cli, VaeDecodeRejectsMoreRanksThanLatentRowsWithOneLineAndCode2) {
+  {
+    std::vector<float> latents(16 * 2 * 1 * 3, 0.25f);  // h = 1 latent row: one rank at most
+    ditrun::io::Hdf5File f(dir_ / "thin.h5", ditrun::io::Hdf5File::Mode::write);
+    f.write_f32("latents", latents.data(), {16, 2, 1, 3});
+  }
+  Result r = run(mpirun(2) + " vae-decode --vae tiny --in thin.h5 --out x.h5");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(count_lines_with(r.err, "ditrun: error: "), 1) << r.err;
+  EXPECT_NE(r.err.find("latents have 1 rows (h), fewer than the 2 VAE ranks that split them (thin.h5)"),
+            std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir_ / "x.h5"));
+  EXPECT_FALSE(fs::exists(dir_ / "x.h5.part"));
+  Result one = run(ditrun() + " vae-decode --vae tiny --in thin.h5 --out x.h5");  // the same input on one rank
+  EXPECT_EQ(one.code, 0) << one.err;
 }

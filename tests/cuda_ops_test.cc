@@ -642,3 +642,43 @@ TEST_F(CudaOps, VideoLayoutOps) {
 }
 
 }  // namespace
+
+// The row split of the VAE decode (model/parallel/row_bands.h): a band of rows with one halo row above and below,
+// convolved with no H padding and W padding 1, gives the band's rows of the whole frame's pad-1 convolution (the
+// 3×3×3 convs and the upsampler's 1×3×3). The band at the top/bottom has a zero halo row, as the CPU pads.
+TEST_F(CudaOps, Conv3dOfARowBandWithHalosIsTheWholeFramesRows) {
+  struct Case {
+    int64_t ti, hi, wi, ci, co, kt, band_first, band_rows;
+  };
+  for (const Case& c : {Case{4, 9, 7, 8, 5, 3, 3, 4}, Case{3, 6, 8, 16, 16, 3, 0, 2}, Case{2, 12, 16, 4, 3, 1, 9, 3},
+                        Case{3, 5, 6, 37, 20, 3, 4, 1}}) {
+    const Shape in_shape = {c.ti, c.hi, c.wi, c.ci}, w_shape = {c.co, c.kt, 3, 3, c.ci};
+    const float bound = 1.f / std::sqrt(static_cast<float>(c.kt * 9 * c.ci));
+    const auto xs = random(shape_numel(in_shape), 111 + c.ci), ws = random(shape_numel(w_shape), 112, -bound, bound);
+    const auto bs = random(c.co, 113);
+    // The whole frame on the CPU, pad 1 in H and W.
+    const int64_t to = c.ti - c.kt + 1;
+    Tensor cx = cpu(xs, in_shape), cw = cpu(ws, w_shape), cb = cpu(bs, {c.co});
+    Tensor whole = cpu_.allocate({to, c.hi, c.wi, c.co}, DType::f32);
+    cpu_.conv3d(whole, cx, cw, &cb, 1, 1);
+    // The band with its halos (zeros past the image), as exchange_halo_rows leaves it.
+    const int64_t rows = c.band_rows + 2, pixel_row = c.wi * c.ci;
+    std::vector<float> band(static_cast<size_t>(c.ti * rows * pixel_row), 0.f);
+    for (int64_t t = 0; t < c.ti; ++t)
+      for (int64_t r = 0; r < rows; ++r) {
+        const int64_t y = c.band_first - 1 + r;
+        if (y < 0 || y >= c.hi) continue;
+        std::copy_n(xs.begin() + (t * c.hi + y) * pixel_row, pixel_row, band.begin() + (t * rows + r) * pixel_row);
+      }
+    Tensor gx = gpu(band, {c.ti, rows, c.wi, c.ci}, DType::f32), gw = gpu(ws, w_shape, DType::f32);
+    Tensor gb = gpu(bs, {c.co}, DType::f32), go = gpu_->allocate({to, c.band_rows, c.wi, c.co}, DType::f32);
+    gpu_->conv3d(go, gx, gw, &gb, /*pad_h=*/0, /*pad_w=*/1);
+    const std::vector<float> all = fetch(cpu_, whole);
+    std::vector<float> want;
+    for (int64_t t = 0; t < to; ++t)
+      want.insert(want.end(), all.begin() + (t * c.hi + c.band_first) * c.wi * c.co,
+                  all.begin() + (t * c.hi + c.band_first + c.band_rows) * c.wi * c.co);
+    EXPECT_LE(relative_l2(fetch(*gpu_, go), want), kF32Reduction)
+        << "band conv3d rows " << c.band_first << "+" << c.band_rows << " of " << c.hi << " kt " << c.kt;
+  }
+}

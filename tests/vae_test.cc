@@ -270,3 +270,56 @@ TEST(VaeConfig, UnsupportedVariantsAreRefusedByName) {
   }
   fs::remove_all(dir);
 }
+
+// ------------------------------------------------------------------------------------------------ row split
+
+TEST(RowBands, LatentRowsSplitAsEvenlyAsPossibleTopToBottom) {
+  using parallel::row_band;
+  const std::vector<std::pair<int64_t, int64_t>> four_of_six = {{0, 2}, {2, 2}, {4, 1}, {5, 1}};
+  for (int r = 0; r < 4; ++r) {
+    const auto b = row_band(6, 4, r);
+    EXPECT_EQ(std::make_pair(b.first, b.count), four_of_six[static_cast<size_t>(r)]) << r;
+  }
+  EXPECT_EQ(row_band(6, 1, 0).count, 6);
+  EXPECT_EQ(row_band(60, 8, 7).first + row_band(60, 8, 7).count, 60);
+  EXPECT_EQ(row_band(3, 3, 2).count, 1);
+  EXPECT_THROW(row_band(3, 4, 0), std::invalid_argument);  // a band would be empty
+  EXPECT_THROW(row_band(6, 2, 2), std::invalid_argument);
+}
+
+namespace {
+
+// A group that is never asked to communicate: the split must be refused before any exchange.
+class SilentGroup : public comm::Comm {
+ public:
+  SilentGroup(int rank, int size) : Comm("vae", rank, size) {}
+  const char* backend() const override { return "none"; }
+  comm::Memory memory() const override { return comm::Memory::host; }
+  [[noreturn]] static void used() { throw std::logic_error("communication before the shape check"); }
+  void all_reduce(const void*, void*, size_t, DType, comm::ReduceOp, comm::Stream) override { used(); }
+  void all_gather(const void*, void*, size_t, DType, comm::Stream) override { used(); }
+  void all_to_all(const void*, void*, size_t, DType, comm::Stream) override { used(); }
+  void broadcast(void*, size_t, DType, int, comm::Stream) override { used(); }
+  std::unique_ptr<comm::Pending> send_recv(const void*, int, void*, int, size_t, DType, comm::Stream) override {
+    used();
+  }
+  void barrier() override { used(); }
+  void synchronize(comm::Stream) override {}
+};
+
+}  // namespace
+
+TEST(VaeDecoder, RefusesARowSplitWithMoreRanksThanLatentRows) {
+  CpuBackend be;
+  wan::VaeDecoder decoder = golden_decoder(be);
+  SilentGroup group(1, 4);
+  decoder.split_rows_over(&group);
+  EXPECT_TRUE(decoder.rows_split());
+  const Shape shape = {16, 2, 3, 5};  // h = 3 rows for 4 ranks
+  std::vector<float> latents(static_cast<size_t>(shape_numel(shape)), 0.1f);
+  EXPECT_THROW(decoder.decode(latents, shape), std::invalid_argument);
+  SilentGroup alone(0, 1);  // a group of one is the single-rank path
+  decoder.split_rows_over(&alone);
+  EXPECT_FALSE(decoder.rows_split());
+  EXPECT_EQ(decoder.decode(latents, shape).size(), static_cast<size_t>(5 * 3 * 24 * 40));
+}

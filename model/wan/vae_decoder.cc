@@ -58,7 +58,10 @@ void VaeDecoder::keep_history(CacheSlot& cache, const Tensor& padded) {
   backend_.copy(cache.frames, padded.slice(total - kCacheFrames, total));
 }
 
+void VaeDecoder::split_rows_over(comm::Comm* vae_group) { group_ = vae_group; }
+
 Tensor VaeDecoder::causal_conv(const VaeConv& conv, int slot_index, const Tensor& x) {
+  if (rows_split() && conv.w.dim(2) > 1) return band_conv(conv, slot_index, x, nullptr);
   const int64_t n = x.dim(0), h = x.dim(1), w = x.dim(2), c = x.dim(3);
   CacheSlot& cache = slot(slot_index, h, w, c);
   Tensor padded = with_history(cache, n, h, w, c);
@@ -72,6 +75,7 @@ Tensor VaeDecoder::causal_conv(const VaeConv& conv, int slot_index, const Tensor
 }
 
 Tensor VaeDecoder::norm_silu_causal_conv(const Tensor& gamma, const VaeConv& conv, int slot_index, const Tensor& x) {
+  if (rows_split()) return band_conv(conv, slot_index, x, &gamma);
   const int64_t n = x.dim(0), h = x.dim(1), w = x.dim(2), c = x.dim(3);
   CacheSlot& cache = slot(slot_index, h, w, c);
   Tensor padded = with_history(cache, n, h, w, c);
@@ -80,6 +84,28 @@ Tensor VaeDecoder::norm_silu_causal_conv(const Tensor& gamma, const VaeConv& con
   keep_history(cache, padded);
   Tensor y = backend_.scratch({n, h, w, conv.w.dim(0)}, DType::f32);
   backend_.conv3d(y, padded, conv.w, &conv.b, 1, 1);
+  return y;
+}
+
+Tensor VaeDecoder::band_conv(const VaeConv& conv, int slot_index, const Tensor& x, const Tensor* gamma) {
+  const int64_t n = x.dim(0), h = x.dim(1), w = x.dim(2), c = x.dim(3);
+  const int64_t history = slot_index >= 0 ? kCacheFrames : 0;
+  CacheSlot* cache = slot_index >= 0 ? &slot(slot_index, h + 2, w, c) : nullptr;
+  Tensor padded = cache ? with_history(*cache, n, h + 2, w, c) : backend_.scratch({n, h + 2, w, c}, DType::f32);
+  Tensor tail = padded.slice(history, history + n);
+  for (int64_t f = 0; f < n; ++f) {  // the band into rows 1..h of each frame
+    Tensor rows = tail.slice(f, f + 1).view({h + 2, w, c}).slice(1, h + 1);
+    const Tensor in = x.slice(f, f + 1).view({h, w, c});
+    if (gamma)
+      backend_.vae_rms_norm(rows, in, *gamma, /*then_silu=*/true);  // the conv's input, as the cache holds it
+    else
+      backend_.copy(rows, in);
+  }
+  parallel::exchange_halo_rows(backend_, *group_, tail);
+  if (cache) keep_history(*cache, padded);  // with their halos: the neighbours' rows of those frames do not change
+  const int64_t kt = conv.w.dim(1), kw = conv.w.dim(3);
+  Tensor y = backend_.scratch({history + n - kt + 1, h, w, conv.w.dim(0)}, DType::f32);
+  backend_.conv3d(y, padded, conv.w, &conv.b, /*pad_h=*/0, static_cast<int>(kw / 2));  // H padding: the halos
   return y;
 }
 
@@ -101,6 +127,7 @@ Tensor VaeDecoder::residual_block(const VaeResidualBlock& block, int& next_slot,
 // AttentionBlock (spec §4.2): per frame, RMS_norm, q/k/v by 1×1 convs, one head of width C over the H·W pixels,
 // proj, + identity. Works in place on x.
 Tensor VaeDecoder::attention_block(const VaeAttentionBlock& block, const Tensor& x) {
+  if (rows_split()) return band_attention_block(block, x);
   const int64_t n = x.dim(0), tokens = x.dim(1) * x.dim(2), c = x.dim(3);
   const float scale = 1.f / std::sqrt(static_cast<float>(c));
   const Tensor wq = block.qkv.w.slice(0, c), wk = block.qkv.w.slice(c, 2 * c), wv = block.qkv.w.slice(2 * c, 3 * c);
@@ -125,6 +152,38 @@ Tensor VaeDecoder::attention_block(const VaeAttentionBlock& block, const Tensor&
   return x;
 }
 
+// The same on a band of rows. The attention is over all pixels of a frame, at the smallest resolution (h × w):
+// every rank gathers the whole frame and computes K and V for all of it but the queries, the attention and the
+// projection only for its own band's pixels, so the quadratic part is split over the ranks.
+Tensor VaeDecoder::band_attention_block(const VaeAttentionBlock& block, const Tensor& x) {
+  const int64_t n = x.dim(0), rows = x.dim(1), w = x.dim(2), c = x.dim(3);
+  const int64_t tokens = latent_rows_ * w, mine = rows * w, first = band_.first * w;
+  const float scale = 1.f / std::sqrt(static_cast<float>(c));
+  const Tensor wq = block.qkv.w.slice(0, c), wk = block.qkv.w.slice(c, 2 * c), wv = block.qkv.w.slice(2 * c, 3 * c);
+  const Tensor bq = block.qkv.b.slice(0, c), bk = block.qkv.b.slice(c, 2 * c), bv = block.qkv.b.slice(2 * c, 3 * c);
+  for (int64_t t = 0; t < n; ++t) {
+    ScratchScope scope(backend_.arena());
+    const Tensor band = x.slice(t, t + 1);
+    Tensor whole = backend_.scratch({1, latent_rows_, w * c}, DType::f32);
+    parallel::gather_row_bands(backend_, *group_, band.view({1, rows, w * c}), whole, latent_rows_, 1);
+    Tensor normed = backend_.scratch({tokens, c}, DType::f32);
+    backend_.vae_rms_norm(normed, whole.view({tokens, c}), block.norm, /*then_silu=*/false);
+    Tensor q = backend_.scratch({mine, 1, c}, DType::f32), k = backend_.scratch({tokens, 1, c}, DType::f32),
+           v = backend_.scratch({tokens, 1, c}, DType::f32);
+    Tensor q2 = q.view({mine, c}), k2 = k.view({tokens, c}), v2 = v.view({tokens, c});
+    backend_.linear(q2, normed.slice(first, first + mine), wq, &bq, Epilogue::none);
+    backend_.linear(k2, normed, wk, &bk, Epilogue::none);
+    backend_.linear(v2, normed, wv, &bv, Epilogue::none);
+    Tensor attended = backend_.scratch({mine, 1, c}, DType::f32);
+    backend_.attention(attended, nullptr, q, k, v, tokens, scale);
+    Tensor projected = backend_.scratch({mine, c}, DType::f32);
+    backend_.linear(projected, attended.view({mine, c}), block.proj.w, &block.proj.b, Epilogue::none);
+    Tensor frame = band.view({mine, c});
+    backend_.add(frame, projected);
+  }
+  return x;
+}
+
 // Resample upsample2d/upsample3d (spec §4.2, §4.4). upsample3d owns one cache slot; on the first chunk its
 // time_conv is skipped (1 frame stays 1 frame), from the second on it sees frames 1.. with zeros before.
 Tensor VaeDecoder::upsample(const VaeUpsampler& up, int& next_slot, const Tensor& x, bool first_chunk) {
@@ -140,6 +199,7 @@ Tensor VaeDecoder::upsample(const VaeUpsampler& up, int& next_slot, const Tensor
   const int64_t m = frames.dim(0), h = frames.dim(1), w = frames.dim(2), c = frames.dim(3);
   Tensor upsampled = backend_.scratch({m, 2 * h, 2 * w, c}, DType::f32);
   backend_.upsample_nearest2x(upsampled, frames);
+  if (rows_split()) return band_conv(up.spatial, -1, upsampled, nullptr);  // nearest ×2 doubled the band too
   Tensor out = backend_.scratch({m, 2 * h, 2 * w, up.spatial.w.dim(0)}, DType::f32);
   backend_.conv3d(out, upsampled, up.spatial.w, &up.spatial.b, 1, 1);
   return out;
@@ -154,6 +214,9 @@ void VaeDecoder::begin(const Tensor& latents) {
   if (latents.dtype() != DType::f32 || latents.device() != backend_.device())
     throw std::invalid_argument("VAE latents must be f32 on the " + backend_.name() + " backend");
   const int64_t t = latents.dim(1), h = latents.dim(2), w = latents.dim(3), z = c.z_dim;
+  // Every rank checks the same shape, so all of them refuse a split with empty bands before any exchange.
+  const parallel::RowBand band = rows_split() ? parallel::row_band(h, group_->size(), group_->rank())
+                                              : parallel::RowBand{0, h};
   const Shape z_shape = {t, h, w, z};
   if (z_.data() == nullptr || z_.shape() != z_shape) z_ = backend_.allocate(z_shape, DType::f32);
   {
@@ -165,12 +228,17 @@ void VaeDecoder::begin(const Tensor& latents) {
     backend_.linear(rows, denormalised.view({t * h * w, z}), w_.post_quant.w, &w_.post_quant.b, Epilogue::none);
   }
   const int64_t s = c.spatial_factor();
-  const Shape out_shape = {c.temporal_factor(), c.out_channels, s * h, s * w};
+  const Shape out_shape = {c.temporal_factor(), c.out_channels, s * band.count, s * w};
   if (out_frames_.data() == nullptr || out_frames_.shape() != out_shape)
     out_frames_ = backend_.allocate(out_shape, DType::f32);
+  const Shape whole_shape = {c.temporal_factor(), c.out_channels, s * h, s * w};
+  if (rows_split() && (whole_frames_.data() == nullptr || whole_frames_.shape() != whole_shape))
+    whole_frames_ = backend_.allocate(whole_shape, DType::f32);
   for (CacheSlot& slot : cache_)
     if (slot.frames.data() != nullptr) zero(backend_, slot.frames);  // cache reset before each decode
   latent_frames_ = t;
+  latent_rows_ = h;
+  band_ = band;
   next_latent_frame_ = 0;
 }
 
@@ -181,7 +249,11 @@ Tensor VaeDecoder::decode_latent_frame(int64_t index) {
   ScratchScope scope(backend_.arena());
   const bool first_chunk = index == 0;
   int next_slot = 0;  // cache slots in forward-call order (spec §4.4)
-  Tensor x = causal_conv(w_.conv_in, next_slot++, z_.slice(index, index + 1));
+  Tensor z = z_.slice(index, index + 1);
+  if (rows_split())  // this rank's band of the latent frame (post_quant_conv ran on the whole latent, 1×1)
+    z = z.view({latent_rows_, z.dim(2), z.dim(3)}).slice(band_.first, band_.first + band_.count)
+            .view({1, band_.count, z.dim(2), z.dim(3)});
+  Tensor x = causal_conv(w_.conv_in, next_slot++, z);
   x = residual_block(w_.mid_first, next_slot, x);
   x = attention_block(w_.mid_attention, x);
   x = residual_block(w_.mid_second, next_slot, x);
@@ -194,6 +266,16 @@ Tensor VaeDecoder::decode_latent_frame(int64_t index) {
   backend_.frames_to_planar(frames, x, -1.f, 1.f);
   ++next_latent_frame_;
   return frames;
+}
+
+Tensor VaeDecoder::gather_frames(const Tensor& band_frames) {
+  if (!rows_split()) return band_frames;
+  const int64_t n = band_frames.dim(0), ch = band_frames.dim(1), width = band_frames.dim(3);
+  Tensor whole = whole_frames_.slice(0, n);
+  Tensor rows = whole.view({n * ch, whole.dim(2), width});
+  parallel::gather_row_bands(backend_, *group_, band_frames.view({n * ch, band_frames.dim(2), width}), rows,
+                             latent_rows_, config_.spatial_factor());
+  return whole;
 }
 
 void VaeDecoder::decode(const Tensor& latents, const FrameSink& sink) {
@@ -216,7 +298,7 @@ std::vector<float> VaeDecoder::decode(std::span<const float> latents, const Shap
   const int64_t frame_values = config_.out_channels * s * shape.at(2) * s * shape.at(3);
   std::vector<float> frames(static_cast<size_t>(config_.output_frames(shape.at(1)) * frame_values));
   decode(on_backend, [&](int64_t first, const Tensor& chunk) {
-    backend_.download(chunk, frames.data() + first * frame_values);
+    backend_.download(gather_frames(chunk), frames.data() + first * frame_values);
   });
   return frames;
 }
