@@ -98,6 +98,10 @@ void validate(ValidJob& v, const RunOptions& options, const comm::MpiRuntime& mp
   v.embeddings.emplace(v.job.embeddings, v.job.prompts, v.model.config.text_dim, v.model.config.text_len);
   for (const PromptItem& p : v.job.prompts) {
     const Shape s = latent_shape(p.sampling);
+    if (layout.vae_ranks > 1 && s[2] < layout.vae_ranks)
+      throw InputError("prompt " + p.id + " has " + std::to_string(s[2]) + " latent rows (height/8), fewer than the " +
+                           std::to_string(layout.vae_ranks) + " VAE ranks that split them",
+                       p.source);
     if (s[1] * (s[2] / 2) * (s[3] / 2) < layout.sequence_parallel())
       throw InputError("prompt " + p.id + " has fewer latent tokens than the " +
                            std::to_string(layout.sequence_parallel()) + " sequence-parallel ranks",
@@ -215,12 +219,9 @@ int run_command(const RunOptions& options, int* argc, char*** argv) {
   if (mpi.max_over_ranks(failed) > 0) comm::abort_job("communicator check failed", 1);
 
   // Dedicated VAE ranks: the first of them receives every prompt's latents from the rank that writes its
-  // replica's outputs and decodes them (the other VAE ranks wait: a decode is not split over ranks yet).
+  // replica's outputs; the VAE group decodes them together, each rank a band of rows (halo exchange).
   const bool dedicated_vae = plan.layout().dedicated_vae();
-  int vae_leader = -1;
-  if (dedicated_vae)
-    for (int r = 0; r < mpi.size() && vae_leader < 0; ++r)
-      if (plan.roles(r).vae && !plan.roles(r).dit) vae_leader = r;
+  const int vae_leader = dedicated_vae ? plan.groups(partition::GroupKind::vae).at(0).ranks.at(0) : -1;
   const auto replica_writer = [&](int replica) {
     for (int r = 0; r < mpi.size(); ++r) {
       const auto& d = plan.roles(r).dit;
@@ -264,24 +265,35 @@ int run_command(const RunOptions& options, int* argc, char*** argv) {
       if (c.writes_output) my_entries.push_back(std::move(entry));
     }
   }
-  if (roles.vae && dedicated_vae && mpi.rank() == vae_leader) {
+  if (roles.vae && dedicated_vae) {
     // Dedicated VAE role: decode prompt i while the DiT ranks denoise the next ones. The prompts to decode are
     // those without a video now, which is what the DiT ranks find when they reach them (only we write videos).
+    std::vector<size_t> todo;
+    for (size_t i = 0; i < v.job.prompts.size(); ++i)
+      if (!std::filesystem::exists(video_path(v.job, v.job.prompts[i]))) todo.push_back(i);
     std::unique_ptr<Backend> backend = use_cuda ? make_cuda_backend() : make_cpu_backend();
     wan::VaeDecoder vae = wan::make_vae_decoder(*backend, v.vae);
-    for (size_t i = 0; i < v.job.prompts.size(); ++i) {
+    const auto group = comms.get("vae");
+    if (group->size() > 1) vae.split_rows_over(group.get());
+    const bool leader = mpi.rank() == vae_leader;
+    for (size_t i : todo) {
       const auto& prompt = v.job.prompts[i];
-      if (std::filesystem::exists(video_path(v.job, prompt))) continue;
-      const int from = replica_writer(static_cast<int>(i % static_cast<size_t>(plan.layout().replicas)));
-      std::vector<float> latents = mpi.receive_floats(from, static_cast<int>(i));
-      const auto decode_start = Clock::now();
       const Shape shape = latent_shape(prompt.sampling);
       Tensor z = backend->allocate(shape, DType::f32);
-      backend->upload(z, latents.data());
+      if (leader) {
+        const int from = replica_writer(static_cast<int>(i % static_cast<size_t>(plan.layout().replicas)));
+        const std::vector<float> latents = mpi.receive_floats(from, static_cast<int>(i));
+        backend->upload(z, latents.data());
+      }
+      const auto decode_start = Clock::now();
+      if (group->size() > 1)
+        group->broadcast(z.data(), static_cast<size_t>(z.numel()), DType::f32, 0,
+                         comm::Stream{backend->stream_handle()});
       const int64_t frames = decode_to_video(vae, z, video_path(v.job, prompt),
                                              VideoSettings{v.job.output.fps, v.job.output.crf, v.job.output.preset});
-      my_entries.push_back({{"id", prompt.id}, {"frames", frames}, {"vae_seconds", seconds_since(decode_start)},
-                            {"vae_rank", mpi.rank()}});
+      if (leader)
+        my_entries.push_back({{"id", prompt.id}, {"frames", frames}, {"vae_seconds", seconds_since(decode_start)},
+                              {"vae_rank", mpi.rank()}, {"vae_ranks", group->size()}});
     }
   }
   const auto gathered = mpi.gather_to_root(my_entries.dump());

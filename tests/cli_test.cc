@@ -549,6 +549,17 @@ TEST_F(Cli, DedicatedVaeRankDecodesWhatTheSharedRoleDecodes) {
     EXPECT_EQ(p.contains("vae_rank"), p["id"] == "p0000") << p.dump();
   }
   EXPECT_EQ(slurp(dir_ / "dedicated" / "p0000.y4m"), slurp(dir_ / "shared" / "p0000.y4m"));
+  // Two dedicated VAE ranks split each frame's rows (halo exchange) and still make the same videos.
+  job.replace(job.find("vae_ranks = 1"), 13, "vae_ranks = 2");
+  job.replace(job.find("dir = \"dedicated\""), 17, "dir = \"two\"");
+  write("two.toml", job);
+  Result two = run(mpirun(6) + " run two.toml");
+  ASSERT_EQ(two.code, 0) << two.err;
+  const auto report3 = nlohmann::json::parse(slurp(dir_ / "two" / "report.json"));
+  for (const auto& p : report3["prompts"]) EXPECT_EQ(p["vae_ranks"], 2) << p.dump();
+  for (const char* id : {"p0000", "boat"})
+    EXPECT_EQ(slurp(dir_ / "two" / (std::string(id) + ".y4m")), slurp(dir_ / "shared" / (std::string(id) + ".y4m")))
+        << id;
 }
 
 // ------------------------------------------------------------------------------------------------ parallel vae-decode
