@@ -93,4 +93,15 @@ open(sys.argv[1] + "/../cmp", "w").write(f"  -> latents after 3 steps vs 1 GPU: 
 assert e < 2e-2
 PY
 done
+# Parallel VAE decode with NCCL: every GPU a band of rows, against one GPU and the diffusers golden.
+golden=$(cd "$(dirname "$0")/../golden" && pwd)
+check "vae-decode --backend cuda, $gpus ranks" "$results/vae_decode.log" "${mpi[@]}" "$build/ditrun" vae-decode \
+  --backend cuda --vae "$golden/tiny_vae" --in "$golden/vae_decode.h5" --out "$work/vae_frames.h5"
+rows+=("$(python3 - "$work/vae_frames.h5" "$golden/vae_decode.h5" <<'PY'
+import sys, h5py, numpy as np
+a, b = h5py.File(sys.argv[1])["frames"][:], h5py.File(sys.argv[2])["frames"][:]
+e = float(np.linalg.norm(a - b) / np.linalg.norm(b))
+print(f"  -> frames vs diffusers: relative L2 {e:.2e} ({'ok' if e < 1e-4 else 'TOO FAR'})")
+PY
+)")
 print_table

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Single-GPU checks for the GPU machine: every CUDA op against the CPU op, the diffusers goldens on CUDA, and a
-# full-size forward against the CPU on a slice. Prints a table last.
+# Single-GPU checks for the GPU machine: every CUDA op against the CPU op, the diffusers goldens on CUDA (DiT,
+# samplers, VAE decode), and a full-size forward against the CPU on a slice. Prints a table last.
 #   bash tests/gpu/run_checks.sh BUILD_DIR [RESULTS_DIR] [SLICE_CONFIG]
 set -u
 build=${1:?build directory}
@@ -13,6 +13,18 @@ nvidia-smi -L
 check "cuda_ops_test (every op vs CPU)" "$results/cuda_ops.log" "$build/tests/cuda_ops_test"
 DITRUN_GOLDEN_DIR="$here/tests/golden" check "golden_test (diffusers goldens, CPU + CUDA)" "$results/golden.log" \
   "$build/tests/golden_test"
+check "vae_test (VAE decoder, diffusers golden on CUDA)" "$results/vae.log" "$build/tests/vae_test"
+# The whole decode path on the GPU: the golden through `ditrun vae-decode --backend cuda` (f32 kernels).
+check "vae-decode --backend cuda vs golden" "$results/vae_decode.log" "$build/ditrun" vae-decode --backend cuda \
+  --vae "$here/tests/golden/tiny_vae" --in "$here/tests/golden/vae_decode.h5" --out "$results/vae_frames.h5"
+rows+=("$(python3 - "$results/vae_frames.h5" "$here/tests/golden/vae_decode.h5" <<'PY'
+import sys, h5py, numpy as np
+a, b = h5py.File(sys.argv[1])["frames"][:], h5py.File(sys.argv[2])["frames"][:]
+e = float(np.linalg.norm(a - b) / np.linalg.norm(b))
+print(f"  -> frames vs diffusers: relative L2 {e:.2e} ({'ok' if e < 1e-4 else 'TOO FAR'})")
+PY
+)")
 check "dit_slice_check $slice_config 832x480x81" "$results/slice.log" "$build/tests/dit_slice_check" --config "$slice_config"
-grep -hE "relative L2|Failure|FAILED|PASSED|slice check" "$results/golden.log" "$results/slice.log" "$results/cuda_ops.log" | grep -v "^\[ " | head -60
+grep -hE "relative L2|Failure|FAILED|PASSED|slice check" "$results/golden.log" "$results/slice.log" "$results/cuda_ops.log" \
+  "$results/vae.log" | grep -v "^\[ " | head -60
 print_table
