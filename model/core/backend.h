@@ -131,6 +131,21 @@ class Backend {
   // [3][H][W]): in [T,H,W,C] -> out [T,C,H,W], out[t,c,y,x] = clamp(in[t,y,x,c], lo, hi).
   virtual void frames_to_planar(Tensor& out, const Tensor& in, float lo, float hi) = 0;
 
+  // --- text encoder (umT5, spec §5.1; CPU: cpu_text_ops.cc, CUDA: cuda_text_ops.cc)
+  // out[i, :] = table[ids[i], :]: the token embedding lookup. table [V, D] (f32 or bf16), out [n, D] (f32 or bf16);
+  // ids on the host, n of them, each in [0, V).
+  virtual void embedding(Tensor& out, const Tensor& table, std::span<const int32_t> ids) = 0;
+  // T5's relative position bias: bias[h, i, j] = table[bucket_of_offset[j − i + Lq − 1], h]. table f32 [buckets, H],
+  // bias f32 [H, Lq, Lk]; bucket_of_offset on the host, Lq + Lk − 1 entries (key − query offsets −(Lq−1) .. Lk−1).
+  virtual void relative_position_bias(Tensor& bias, const Tensor& table, std::span<const int32_t> bucket_of_offset) = 0;
+  // Per head h: out[:,h,:] = softmax(scale·q kᵀ + bias[h]) v over keys [0, kv_valid) (the key mask of a prompt
+  // padded at the end). q [Lq,H,d], k,v [Lk,H,d] of one dtype (f32 or bf16), bias f32 [H, Lq, Lk], out [Lq,H,d]
+  // f32 or q's dtype; softmax in fp32. umT5 uses scale 1 (no 1/√d, spec §5.1). A row with no valid key is 0.
+  virtual void attention_biased(Tensor& out, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& bias,
+                                int64_t kv_valid, float scale) = 0;
+  // x *= y element-wise (same element count; each f32 or bf16, math in fp32): GELU(gate)·linear of the gated FFN.
+  virtual void multiply(Tensor& x, const Tensor& y) = 0;
+
  protected:
   std::unique_ptr<Arena> arena_;
 

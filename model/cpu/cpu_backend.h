@@ -42,6 +42,13 @@ class CpuBackend final : public Backend {
   void channels_to_frames(Tensor& out, const Tensor& in, int factor) override;
   void latent_to_channels_last(Tensor& out, const Tensor& in, const Tensor& scale, const Tensor& shift) override;
   void frames_to_planar(Tensor& out, const Tensor& in, float lo, float hi) override;
+
+  // Text encoder ops of umT5 (cpu_text_ops.cc).
+  void embedding(Tensor& out, const Tensor& table, std::span<const int32_t> ids) override;
+  void relative_position_bias(Tensor& bias, const Tensor& table, std::span<const int32_t> bucket_of_offset) override;
+  void attention_biased(Tensor& out, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& bias,
+                        int64_t kv_valid, float scale) override;
+  void multiply(Tensor& x, const Tensor& y) override;
 };
 
 // Threads of the CPU ops (OpenMP). Ranks sharing a host should split its cores, not oversubscribe them.

@@ -69,6 +69,13 @@ class CudaBackend final : public Backend {
   void latent_to_channels_last(Tensor& out, const Tensor& in, const Tensor& scale, const Tensor& shift) override;
   void frames_to_planar(Tensor& out, const Tensor& in, float lo, float hi) override;
 
+  // Text encoder ops of umT5 (cuda_text_ops.cc).
+  void embedding(Tensor& out, const Tensor& table, std::span<const int32_t> ids) override;
+  void relative_position_bias(Tensor& bias, const Tensor& table, std::span<const int32_t> bucket_of_offset) override;
+  void attention_biased(Tensor& out, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& bias,
+                        int64_t kv_valid, float scale) override;
+  void multiply(Tensor& x, const Tensor& y) override;
+
  private:
   // Device f32 buffer for bf16 upload/download, at least `floats` long (capped: transfers go in pieces).
   float* staging(size_t floats);
