@@ -47,6 +47,17 @@ struct VaeDecodeOptions {
 // `ditrun vae-decode`: latents to a video (streamed to the encoder) or to frames, on one process.
 int vae_decode_command(const VaeDecodeOptions& options, int* argc, char*** argv);
 
+struct EncodeTextOptions {
+  std::string model;    // tiny | model folder (text_encoder/ + tokenizer/)
+  std::string input;    // prompts.jsonl
+  std::string output;   // embeddings.h5
+  std::string negative_prompt;  // the default negative (negative/context); manifest lines may set their own
+  std::string cache;    // embedding cache file; empty = <output dir>/text_embedding_cache.h5, "none" = no cache
+  std::string backend = "cpu";
+};
+// `ditrun encode-text`: prompts to text embeddings (the layout `ditrun run` reads), through the embedding cache.
+int encode_text_command(const EncodeTextOptions& options);
+
 // Prints "ditrun: error: <what> (<where>)" (the one-line form of bad input) on stderr.
 void print_input_error(const std::string& what, const std::string& where);
 

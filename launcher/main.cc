@@ -92,6 +92,20 @@ int main(int argc, char** argv) {
   decode_cmd->add_option("--crf", decode.crf, "x264 constant rate factor (.mp4)")->capture_default_str();
   decode_cmd->add_option("--preset", decode.preset, "x264 preset (.mp4)")->capture_default_str();
 
+  ditrun::EncodeTextOptions encode_text;
+  auto* encode_text_cmd = app.add_subcommand("encode-text", "Prompts (JSONL manifest) to text embeddings (HDF5, the "
+                                                            "layout `ditrun run` reads) with the umT5 encoder");
+  encode_text_cmd->add_option("--model", encode_text.model, "tiny | model folder (text_encoder/ + tokenizer/)")
+      ->required();
+  encode_text_cmd->add_option("--in", encode_text.input, "Prompt manifest (JSONL)")->required();
+  encode_text_cmd->add_option("--out", encode_text.output, "Output HDF5 file (written complete or not at all)")
+      ->required();
+  encode_text_cmd->add_option("--negative-prompt", encode_text.negative_prompt,
+                              "Default negative prompt (negative/context)");
+  encode_text_cmd->add_option("--cache", encode_text.cache, "Embedding cache file (default: "
+                                                            "<out dir>/text_embedding_cache.h5; none = off)");
+  encode_text_cmd->add_option("--backend", encode_text.backend, "cpu | cuda")->capture_default_str();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -106,5 +120,6 @@ int main(int argc, char** argv) {
   if (*plan_cmd) return ditrun::plan_command(plan);
   if (*forward_cmd) return ditrun::dit_forward_command(forward, &argc, &argv);
   if (*decode_cmd) return ditrun::vae_decode_command(decode, &argc, &argv);
+  if (*encode_text_cmd) return ditrun::encode_text_command(encode_text);
   return ditrun::run_command(run, &argc, &argv);
 }

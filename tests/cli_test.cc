@@ -621,3 +621,87 @@ TEST_F(Cli, VaeDecodeRejectsMoreRanksThanLatentRowsWithOneLineAndCode2) {
   Result one = run(ditrun() + " vae-decode --vae tiny --in thin.h5 --out x.h5");  // the same input on one rank
   EXPECT_EQ(one.code, 0) << one.err;
 }
+
+// ---- ditrun encode-text (issue 6): prompts to the embeddings `ditrun run` reads, through the embedding cache.
+
+TEST_F(Cli, EncodeTextWritesWhatRunReadsAndTheSecondRunHitsTheCache) {
+  write("prompts.jsonl",
+        "{\"id\": \"fox\", \"prompt\": \"A red fox trots through fresh snow at dawn\"}\n"
+        "{\"id\": \"boat\", \"prompt\": \"A sailing boat at dawn\", \"negative_prompt\": \"blurry\", \"seed\": 42}\n");
+  Result r = run(ditrun() + " encode-text --model tiny --in prompts.jsonl --out emb.h5 --negative-prompt 'low quality'");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("0 cache hits, 4 encoded"), std::string::npos) << r.out;
+  {
+    ditrun::io::Hdf5File f(dir_ / "emb.h5", ditrun::io::Hdf5File::Mode::read);
+    for (const char* name : {"fox/context", "boat/context", "boat/context_null", "negative/context"}) {
+      ASSERT_TRUE(f.has(name)) << name;
+      const auto shape = f.shape(name);
+      ASSERT_EQ(shape.size(), 2u);
+      EXPECT_GE(shape[0], 1);
+      EXPECT_LE(shape[0], 512);
+      EXPECT_EQ(shape[1], 64);
+    }
+    EXPECT_FALSE(f.has("fox/context_null"));  // the default negative is negative/context
+  }
+  // Another output, the same prompts: everything comes from the cache, the datasets are identical.
+  Result again = run(ditrun() + " encode-text --model tiny --in prompts.jsonl --out emb2.h5 --negative-prompt 'low quality'");
+  ASSERT_EQ(again.code, 0) << again.err;
+  EXPECT_NE(again.out.find("4 cache hits, 0 encoded"), std::string::npos) << again.out;
+  {
+    ditrun::io::Hdf5File a(dir_ / "emb.h5", ditrun::io::Hdf5File::Mode::read);
+    ditrun::io::Hdf5File b(dir_ / "emb2.h5", ditrun::io::Hdf5File::Mode::read);
+    for (const char* name : {"fox/context", "boat/context", "boat/context_null", "negative/context"})
+      EXPECT_EQ(a.read_f32(name), b.read_f32(name)) << name;
+  }
+  // A new prompt is the only miss.
+  write("more.jsonl", "{\"id\": \"fox\", \"prompt\": \"A red fox trots through fresh snow at dawn\"}\n"
+                      "{\"id\": \"owl\", \"prompt\": \"An owl blinks in the moonlight\"}\n");
+  Result more = run(ditrun() + " encode-text --model tiny --in more.jsonl --out emb3.h5 --negative-prompt 'low quality'");
+  ASSERT_EQ(more.code, 0) << more.err;
+  EXPECT_NE(more.out.find("2 cache hits, 1 encoded"), std::string::npos) << more.out;
+
+  // `ditrun run` renders from the file (manifest ids and negative prompts as encoded).
+  write("job.toml", R"(
+[model]
+name = "tiny"
+[sampling]
+steps = 2
+frames = 1
+width = 32
+height = 32
+[output]
+dir = "out"
+codec = "y4m"
+[prompts]
+manifest = "prompts.jsonl"
+embeddings = "emb.h5"
+)");
+  Result job = run(ditrun() + " run job.toml");
+  ASSERT_EQ(job.code, 0) << job.err << job.out;
+  EXPECT_TRUE(fs::exists(dir_ / "out" / "fox.y4m"));
+  EXPECT_TRUE(fs::exists(dir_ / "out" / "boat.y4m"));
+}
+
+TEST_F(Cli, EncodeTextRejectsABadManifestWithOneLineNamingTheLineAndCode2) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"{\"id\": \"a\", \"prompt\": \"x\"}\n{\"id\": \"b\", \"prompt\": \"y\"\n", "bad.jsonl:2"},       // invalid JSON
+      {"{\"id\": \"a\", \"prompt\": \"x\"}\n\n{\"id\": \"b\"}\n", "bad.jsonl:3"},                        // no prompt
+      {"{\"id\": \"a\", \"prompt\": \"x\"}\n{\"id\": \"a\", \"prompt\": \"y\"}\n", "bad.jsonl:2"},       // duplicate id
+      {"{\"id\": \"a\", \"prompt\": \"x\", \"colour\": \"red\"}\n", "bad.jsonl:1"},                       // unknown key
+  };
+  for (const auto& [text, where] : cases) {
+    write("bad.jsonl", text);
+    Result r = run(ditrun() + " encode-text --model tiny --in bad.jsonl --out emb.h5");
+    EXPECT_EQ(r.code, 2) << text;
+    EXPECT_EQ(count_lines_with(r.err, "ditrun: error: "), 1) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    EXPECT_NE(r.err.find(where), std::string::npos) << r.err;
+    EXPECT_FALSE(fs::exists(dir_ / "emb.h5"));
+  }
+  Result model = run(ditrun() + " encode-text --model no_such_dir --in bad.jsonl --out emb.h5");
+  EXPECT_EQ(model.code, 2);
+  EXPECT_NE(model.err.find("(--model)"), std::string::npos) << model.err;
+  Result missing = run(ditrun() + " encode-text --model tiny --in nothing.jsonl --out emb.h5");
+  EXPECT_EQ(missing.code, 2);
+  EXPECT_NE(missing.err.find("manifest file does not exist"), std::string::npos) << missing.err;
+}
