@@ -14,6 +14,7 @@ packages=(
   libavcodec-dev libavformat-dev libswscale-dev libavutil-dev ffmpeg
   libgtest-dev nlohmann-json3-dev libtomlplusplus-dev libcli11-dev
   munge slurmctld slurmd slurm-client python3 gnuplot-nox
+  libsentencepiece-dev libicu-dev
 )
 
 missing=()
