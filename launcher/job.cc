@@ -122,7 +122,7 @@ class Reader {
 };
 
 void read_model(const Reader& r, const toml::table& t, const std::filesystem::path& file, ModelSection& model) {
-  r.only_keys(t, "model", {"name", "backend", "vae"});
+  r.only_keys(t, "model", {"name", "backend", "vae", "text_encoder"});
   if (auto* n = t.get("name")) {
     model.name = r.string(*n, "model.name");
     if (model.name.empty()) r.fail("model.name", "must be \"tiny\" or a model directory, got \"\"");
@@ -139,8 +139,14 @@ void read_model(const Reader& r, const toml::table& t, const std::filesystem::pa
     if (p.is_relative()) p = file.parent_path() / p;
     name = p.lexically_normal().string();
   };
+  if (auto* n = t.get("text_encoder")) {
+    model.text_encoder = r.string(*n, "model.text_encoder");
+    if (model.text_encoder.empty())
+      r.fail("model.text_encoder", "must be \"auto\", \"tiny\" or a model directory, got \"\"");
+  }
   relative_to_job(model.name);
   relative_to_job(model.vae);
+  relative_to_job(model.text_encoder);
 }
 
 void read_parallel(const Reader& r, const toml::table& t, Job& job) {
@@ -420,7 +426,11 @@ nlohmann::json job_to_json(const Job& job) {
 
   return {
       {"file", job.file.string()},
-      {"model", {{"name", job.model.name}, {"backend", job.model.backend}, {"vae", job.model.vae}}},
+      {"model",
+       {{"name", job.model.name},
+        {"backend", job.model.backend},
+        {"vae", job.model.vae},
+        {"text_encoder", job.model.text_encoder}}},
       {"parallel",
        {{"replicas", p.replicas == 0 ? nlohmann::json("auto") : nlohmann::json(p.replicas)},
         {"cfg", p.cfg},

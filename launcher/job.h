@@ -39,6 +39,8 @@ struct ModelSection {
   std::string backend = "auto";
   std::string vae = "auto";   // "auto" (the model's own: tiny, random:wan2.1, or the model folder's vae/),
                               // "tiny", "random:<tiny|wan2.1>[:seed]", or a folder (resolved like name)
+  std::string text_encoder = "auto";  // "auto" (tiny, or the model folder's text_encoder/ + tokenizer/), "tiny",
+                                      // or a folder; used when prompts.embeddings is not given
 };
 
 struct OutputSection {

@@ -16,11 +16,13 @@
 #include "model/cpu/cpu_backend.h"
 #include "io/video_writer.h"
 #include "model/wan/dit_source.h"
+#include "model/text/text_encoder_source.h"
 #include "model/wan/vae_source.h"
 #include "launcher/input_error.h"
 #include "launcher/job.h"
 #include "launcher/progress.h"
 #include "launcher/report.h"
+#include "launcher/text_embeddings.h"
 #include "launcher/video_output.h"
 #include "partition/plan.h"
 #include "partition/plan_text.h"
@@ -39,6 +41,7 @@ struct ValidJob {
   wan::DitSource model;
   wan::VaeSource vae;
   std::optional<EmbeddingFile> embeddings;
+  std::optional<text::TextEncoderSource> text;  // when the job names no embeddings file: encode its prompts
   std::optional<PromptSlice> slice;
   std::filesystem::path report;  // where report.json goes
 };
@@ -91,11 +94,29 @@ void validate(ValidJob& v, const RunOptions& options, const comm::MpiRuntime& mp
   if (v.job.output.codec == "h264" && !io::mp4_supported())
     throw InputError("codec h264 needs FFmpeg (libav), which this build lacks: set output.codec = \"y4m\"",
                      options.job_file + ": output.codec");
-  if (v.job.embeddings.empty())
-    throw InputError("prompts.embeddings is required: this build has no text encoder yet, so the prompts' umT5 "
-                     "embeddings come from an HDF5 file",
-                     options.job_file + ": prompts");
-  v.embeddings.emplace(v.job.embeddings, v.job.prompts, v.model.config.text_dim, v.model.config.text_len);
+  if (!v.job.embeddings.empty()) {
+    v.embeddings.emplace(v.job.embeddings, v.job.prompts, v.model.config.text_dim, v.model.config.text_len);
+  } else {  // the text encoder makes them: the model's own unless the job names one
+    std::string encoder = v.job.model.text_encoder;
+    if (encoder == "auto") {
+      const std::string& name = v.job.model.name;
+      if (name == "tiny" || name.rfind("random:tiny", 0) == 0) encoder = "tiny";
+      else if (name.rfind("random:", 0) == 0)
+        throw InputError("a model with random weights has no text encoder: give prompts.embeddings or "
+                         "model.text_encoder",
+                         options.job_file + ": model.text_encoder");
+      else encoder = name;  // a Diffusers model root has text_encoder/ and tokenizer/ beside transformer/
+    }
+    try {
+      v.text = text::resolve_text_encoder_source(encoder);
+    } catch (const std::exception& e) {
+      throw InputError(e.what(), options.job_file + ": model.text_encoder");
+    }
+    if (v.text->config.d_model != v.model.config.text_dim)
+      throw InputError("the text encoder makes " + std::to_string(v.text->config.d_model) +
+                           "-wide embeddings, the model takes " + std::to_string(v.model.config.text_dim),
+                       options.job_file + ": model.text_encoder");
+  }
   for (const PromptItem& p : v.job.prompts) {
     const Shape s = latent_shape(p.sampling);
     if (layout.vae_ranks > 1 && s[2] < layout.vae_ranks)
@@ -218,6 +239,36 @@ int run_command(const RunOptions& options, int* argc, char*** argv) {
                   " sets checked, " + std::to_string(failed) + " failed");
   if (mpi.max_over_ranks(failed) > 0) comm::abort_job("communicator check failed", 1);
 
+  // Text: without an embeddings file, the first text-role rank encodes every prompt of this run (through the
+  // embedding cache in the output folder) before the denoising starts; then every rank reads the result.
+  nlohmann::json text_summary;  // on the encoding rank
+  if (v.text) {
+    t = Clock::now();
+    std::string suffix;
+    if (v.slice) suffix = ".slice-" + std::to_string(v.slice->index) + "-of-" + std::to_string(v.slice->count);
+    const std::filesystem::path dir = v.job.output.dir;
+    const std::filesystem::path file = dir / ("text_embeddings" + suffix + ".h5");
+    int encoder_rank = 0;
+    while (encoder_rank + 1 < mpi.size() && !plan.roles(encoder_rank).text) ++encoder_rank;
+    if (mpi.rank() == encoder_rank) {
+      std::filesystem::create_directories(dir);
+      const TextEncodeSummary s = encode_prompts(*v.text, v.job.prompts, v.job.negative_prompt, file,
+                                                 dir / ("text_embedding_cache" + suffix + ".h5"),
+                                                 use_cuda ? "cuda" : "cpu");
+      progress.line("text: " + v.text->describe() + ": " + std::to_string(s.texts) + " texts, " +
+                    std::to_string(s.hits) + " from the cache, " + std::to_string(s.encoded) + " encoded");
+      text_summary = {{"encoder", v.text->describe()}, {"weights_id", v.text->weights_id},
+                      {"texts", s.texts},          {"cache_hits", s.hits},
+                      {"encoded", s.encoded},      {"seconds", s.seconds},
+                      {"file", file.string()}};
+    }
+    mpi.barrier();
+    v.embeddings.emplace(file, v.job.prompts, v.model.config.text_dim, v.model.config.text_len);
+    for (const auto& text : mpi.gather_to_root(text_summary.dump()))
+      if (text != "null") text_summary = nlohmann::json::parse(text);
+    stages.add("encode text", seconds_since(t));
+  }
+
   // Dedicated VAE ranks: the first of them receives every prompt's latents from the rank that writes its
   // replica's outputs; the VAE group decodes them together, each rank a band of rows (halo exchange).
   const bool dedicated_vae = plan.layout().dedicated_vae();
@@ -322,6 +373,7 @@ int run_command(const RunOptions& options, int* argc, char*** argv) {
     nlohmann::json plan_json = plan_to_json(plan);
     add_group_checks(plan_json, checks);
     report["plan"] = std::move(plan_json);
+    if (!text_summary.is_null()) report["text"] = text_summary;
     nlohmann::json prompts = nlohmann::json::array();
     std::vector<nlohmann::json> decoded;  // entries of a dedicated VAE rank, merged into the DiT's by id
     for (const auto& text : gathered)

@@ -705,3 +705,34 @@ TEST_F(Cli, EncodeTextRejectsABadManifestWithOneLineNamingTheLineAndCode2) {
   EXPECT_EQ(missing.code, 2);
   EXPECT_NE(missing.err.find("manifest file does not exist"), std::string::npos) << missing.err;
 }
+
+TEST_F(Cli, RunEncodesItsPromptsLikeEncodeTextAndCachesThem) {
+  // Without prompts.embeddings the run encodes its prompts with the tiny text encoder: the same latents as a run
+  // from encode-text's file; a second job with the same prompts takes every text from the cache.
+  std::string job = kJob;
+  job.replace(job.find("embeddings = \"emb.h5\"\n"), 22, "");
+  write("text.toml", job);
+  Result r = run(mpirun(4) + " run text.toml");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto report = nlohmann::json::parse(slurp(dir_ / "out" / "report.json"));
+  EXPECT_EQ(report["text"]["texts"], 3) << report["text"].dump();  // two prompts and the (empty) negative
+  EXPECT_EQ(report["text"]["encoded"], 3);
+  write("prompts.jsonl", "{\"id\": \"p0000\", \"prompt\": \"a red fox in snow\"}\n"
+                         "{\"id\": \"boat\", \"prompt\": \"a sailing boat at dawn\", \"seed\": 42}\n");
+  ASSERT_EQ(run(ditrun() + " encode-text --model tiny --in prompts.jsonl --out emb.h5 --cache none").code, 0);
+  std::string from_file = kJob;
+  from_file.replace(from_file.find("dir = \"out\""), 11, "dir = \"file\"");
+  write("file.toml", from_file);
+  ASSERT_EQ(run(mpirun(4) + " run file.toml").code, 0);
+  for (const char* id : {"p0000", "boat"}) {
+    const std::string name = std::string(id) + ".latents.h5";
+    EXPECT_EQ(read_latents(dir_ / "out" / name), read_latents(dir_ / "file" / name)) << id;
+  }
+  fs::remove_all(dir_ / "out" / "p0000.mp4");
+  fs::remove_all(dir_ / "out" / "boat.mp4");
+  Result again = run(mpirun(4) + " run text.toml");
+  ASSERT_EQ(again.code, 0) << again.err;
+  const auto report2 = nlohmann::json::parse(slurp(dir_ / "out" / "report.json"));
+  EXPECT_EQ(report2["text"]["cache_hits"], 3) << report2["text"].dump();
+  EXPECT_EQ(report2["text"]["encoded"], 0);
+}

@@ -527,7 +527,7 @@ prompts = {list = ["a cat", {id = "dog", prompt = "a dog", steps = 12}]}
   const nlohmann::json j = job_to_json(job);
   EXPECT_EQ(j["file"], "job.toml");
   const auto expect = [](const char* text) { return nlohmann::json::parse(text); };
-  EXPECT_EQ(j["model"], expect(R"({"name": "tiny", "backend": "cpu", "vae": "auto"})"));
+  EXPECT_EQ(j["model"], expect(R"({"name": "tiny", "backend": "cpu", "vae": "auto", "text_encoder": "auto"})"));
   EXPECT_EQ(j["parallel"], expect(R"({"replicas": "auto", "cfg": 2, "pipefusion": 1, "ring": 1, "ulysses": 4,
                                      "vae_ranks": 0, "text_ranks": 0, "ring_overlap": true,
                                      "ulysses_overlap": false})"));
