@@ -5,6 +5,8 @@
 #   bash tests/gpu/multi_gpu_checks.sh BUILD_DIR [RESULTS_DIR]
 set -u
 build=${1:?build directory}
+# Libraries the GPU machine lacks, bundled by tests/gpu/bundle_libs.sh.
+export LD_LIBRARY_PATH="$(cd "$build" && pwd)/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 results=${2:-/tmp/ditrun-gpu-checks}
 mkdir -p "$results"
 export NCCL_NVLS_ENABLE=0  # NVLink multicast must stay off on the shared machines

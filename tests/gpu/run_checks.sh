@@ -4,6 +4,8 @@
 #   bash tests/gpu/run_checks.sh BUILD_DIR [RESULTS_DIR] [SLICE_CONFIG]
 set -u
 build=${1:?build directory}
+# Libraries the GPU machine lacks, bundled by tests/gpu/bundle_libs.sh.
+export LD_LIBRARY_PATH="$(cd "$build" && pwd)/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 results=${2:-${OUT:-/tmp/ditrun-gpu-checks}}
 slice_config=${3:-1.3b}
 here=$(cd "$(dirname "$0")/../.." && pwd)
