@@ -10,22 +10,14 @@
 #include <string>
 
 #include "comm/cuda_check.h"
+#include "model/cuda/kernel_util.cuh"
 #include "model/core/philox.h"
 
 namespace ditrun::cuda {
 
 namespace {
 
-using bf16 = __nv_bfloat16;
-
-__device__ __forceinline__ float to_float(float v) { return v; }
-__device__ __forceinline__ float to_float(bf16 v) { return __bfloat162float(v); }
-template <typename T>
-__device__ __forceinline__ T from_float(float v);
-template <>
-__device__ __forceinline__ float from_float<float>(float v) { return v; }
-template <>
-__device__ __forceinline__ bf16 from_float<bf16>(float v) { return __float2bfloat16_rn(v); }
+using namespace kernel;  // conversions, grid, dtype dispatch, launch check
 
 // N consecutive elements moved as one access (at most 16 bytes wide; a pack of 8 f32 is two 16-byte accesses).
 template <typename T, int N>
@@ -34,32 +26,6 @@ struct alignas(sizeof(T) * N < 16 ? sizeof(T) * N : 16) Pack {
 };
 
 bool aligned(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
-
-constexpr int kThreads = 256;
-
-// Grid for a grid-stride loop over n elements (the cap keeps the grid legal; the loop covers the rest).
-int blocks_for(int64_t n) { return static_cast<int>(std::min<int64_t>((n + kThreads - 1) / kThreads, 1 << 20)); }
-
-#define DITRUN_GRID_STRIDE(i, n)                                                                       \
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < (n);               \
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
-
-[[noreturn]] void bad_dtype(const char* op, DType t) {
-  throw std::invalid_argument(std::string("cuda ") + op + ": unsupported dtype " + std::string(dtype_name(t)));
-}
-
-// Calls f with a value of the C++ type stored for t (float or bf16).
-template <typename F>
-void with_type(DType t, const char* op, F&& f) {
-  if (t == DType::f32)
-    f(float{});
-  else if (t == DType::bf16)
-    f(bf16{});
-  else
-    bad_dtype(op, t);
-}
-
-void check_launch() { DITRUN_CUDA_CHECK(cudaGetLastError()); }
 
 // ---------------------------------------------------------------------------------------------- reductions
 

@@ -9,46 +9,19 @@
 #include <string>
 
 #include "comm/cuda_check.h"
+#include "model/cuda/kernel_util.cuh"
 
 namespace ditrun::cuda {
 
 namespace {
 
-using bf16 = __nv_bfloat16;
+using namespace kernel;  // conversions, grid, dtype dispatch, launch check
 
-__device__ __forceinline__ float to_float(float v) { return v; }
-__device__ __forceinline__ float to_float(bf16 v) { return __bfloat162float(v); }
-template <typename T>
-__device__ __forceinline__ T from_float(float v);
-template <>
-__device__ __forceinline__ float from_float<float>(float v) { return v; }
-template <>
-__device__ __forceinline__ bf16 from_float<bf16>(float v) { return __float2bfloat16_rn(v); }
-
-constexpr int kThreads = 256;
 constexpr int kAttentionThreads = 128;
-
-int blocks_for(int64_t n) { return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>((n + kThreads - 1) / kThreads, 1 << 20))); }
-
-#define DITRUN_TEXT_GRID_STRIDE(i, n)                                                                  \
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < (n);               \
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
-
-template <typename F>
-void with_type(DType t, const char* op, F&& f) {
-  if (t == DType::f32)
-    f(float{});
-  else if (t == DType::bf16)
-    f(bf16{});
-  else
-    throw std::invalid_argument(std::string("cuda ") + op + ": unsupported dtype " + std::string(dtype_name(t)));
-}
-
-void check_launch() { DITRUN_CUDA_CHECK(cudaGetLastError()); }
 
 template <typename To, typename Tt>
 __global__ void embedding_kernel(To* out, const Tt* table, const int32_t* ids, int64_t n, int64_t d) {
-  DITRUN_TEXT_GRID_STRIDE(e, n * d) {
+  DITRUN_GRID_STRIDE(e, n * d) {
     const int64_t row = e / d, col = e % d;
     out[e] = from_float<To>(to_float(table[static_cast<int64_t>(ids[row]) * d + col]));
   }
@@ -56,7 +29,7 @@ __global__ void embedding_kernel(To* out, const Tt* table, const int32_t* ids, i
 
 __global__ void relative_position_bias_kernel(float* bias, const float* table, const int32_t* bucket_of_offset,
                                               int64_t heads, int64_t lq, int64_t lk) {
-  DITRUN_TEXT_GRID_STRIDE(e, heads * lq * lk) {
+  DITRUN_GRID_STRIDE(e, heads * lq * lk) {
     const int64_t j = e % lk, i = (e / lk) % lq, h = e / (lk * lq);
     bias[e] = table[static_cast<int64_t>(bucket_of_offset[j - i + lq - 1]) * heads + h];
   }
@@ -118,7 +91,7 @@ __global__ void attention_biased_kernel(To* out, const T* q, const T* k, const T
 
 template <typename Tx, typename Ty>
 __global__ void multiply_kernel(Tx* x, const Ty* y, int64_t n) {
-  DITRUN_TEXT_GRID_STRIDE(i, n) { x[i] = from_float<Tx>(to_float(x[i]) * to_float(y[i])); }
+  DITRUN_GRID_STRIDE(i, n) { x[i] = from_float<Tx>(to_float(x[i]) * to_float(y[i])); }
 }
 
 }  // namespace

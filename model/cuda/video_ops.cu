@@ -9,20 +9,13 @@
 #include <string>
 
 #include "comm/cuda_check.h"
+#include "model/cuda/kernel_util.cuh"
 
 namespace ditrun::cuda {
 
 namespace {
 
-constexpr int kThreads = 256;
-
-int blocks_for(int64_t n) { return static_cast<int>(std::min<int64_t>((n + kThreads - 1) / kThreads, 1 << 20)); }
-
-#define DITRUN_VIDEO_GRID_STRIDE(i, n)                                                                 \
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < (n);               \
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
-
-void check_launch() { DITRUN_CUDA_CHECK(cudaGetLastError()); }
+using namespace kernel;  // conversions, grid, dtype dispatch, launch check
 
 __device__ __forceinline__ float warp_sum(float v) {
   for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
@@ -33,7 +26,7 @@ __device__ __forceinline__ float warp_sum(float v) {
 __global__ void conv3d_kernel(float* out, const float* in, const float* weight, const float* bias, int64_t hi,
                               int64_t wi, int64_t ci, int64_t co, int64_t kt, int64_t kh, int64_t kw, int64_t pad_h,
                               int64_t pad_w, int64_t ho, int64_t wo, int64_t n) {
-  DITRUN_VIDEO_GRID_STRIDE(i, n) {
+  DITRUN_GRID_STRIDE(i, n) {
     const int64_t o = i % co, pixel = i / co;
     const int64_t x = pixel % wo, y = (pixel / wo) % ho, t = pixel / (wo * ho);
     float acc = bias ? bias[o] : 0.f;
@@ -81,7 +74,7 @@ __global__ void vae_rms_norm_kernel(float* out, const float* x, const float* gam
 }
 
 __global__ void upsample_nearest2x_kernel(float* out, const float* in, int64_t h, int64_t w, int64_t c, int64_t n) {
-  DITRUN_VIDEO_GRID_STRIDE(i, n) {
+  DITRUN_GRID_STRIDE(i, n) {
     const int64_t ch = i % c, x = (i / c) % (2 * w), y = (i / (c * 2 * w)) % (2 * h), t = i / (c * 4 * w * h);
     out[i] = in[((t * h + y / 2) * w + x / 2) * c + ch];
   }
@@ -89,7 +82,7 @@ __global__ void upsample_nearest2x_kernel(float* out, const float* in, int64_t h
 
 __global__ void channels_to_frames_kernel(float* out, const float* in, int64_t pixels, int64_t c, int64_t factor,
                                           int64_t n) {
-  DITRUN_VIDEO_GRID_STRIDE(i, n) {
+  DITRUN_GRID_STRIDE(i, n) {
     const int64_t ch = i % c, p = (i / c) % pixels, frame = i / (c * pixels);
     const int64_t t = frame / factor, s = frame % factor;
     out[i] = in[(t * pixels + p) * factor * c + s * c + ch];
@@ -98,7 +91,7 @@ __global__ void channels_to_frames_kernel(float* out, const float* in, int64_t p
 
 __global__ void latent_to_channels_last_kernel(float* out, const float* in, const float* scale, const float* shift,
                                                int64_t c, int64_t positions, int64_t n) {
-  DITRUN_VIDEO_GRID_STRIDE(i, n) {
+  DITRUN_GRID_STRIDE(i, n) {
     const int64_t ch = i % c, p = i / c;
     out[i] = in[ch * positions + p] * scale[ch] + shift[ch];
   }
@@ -106,7 +99,7 @@ __global__ void latent_to_channels_last_kernel(float* out, const float* in, cons
 
 __global__ void frames_to_planar_kernel(float* out, const float* in, int64_t pixels, int64_t c, float lo, float hi,
                                         int64_t n) {
-  DITRUN_VIDEO_GRID_STRIDE(i, n) {
+  DITRUN_GRID_STRIDE(i, n) {
     const int64_t p = i % pixels, ch = (i / pixels) % c, t = i / (pixels * c);
     out[i] = fminf(fmaxf(in[(t * pixels + p) * c + ch], lo), hi);
   }
