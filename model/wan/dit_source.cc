@@ -2,6 +2,8 @@
 
 #include <stdexcept>
 
+#include "model/wan/source_spec.h"
+
 namespace ditrun::wan {
 
 std::string DitSource::describe() const {
@@ -16,27 +18,12 @@ DitSource resolve_dit_source(const std::string& spec) {
     s.config = dit_config_tiny();
     return s;
   }
-  if (spec.rfind("random:", 0) == 0) {
-    std::string rest = spec.substr(7);
-    if (const auto colon = rest.find(':'); colon != std::string::npos) {
-      try {
-        s.seed = std::stoull(rest.substr(colon + 1));
-      } catch (const std::exception&) {
-        throw std::runtime_error("bad seed in model \"" + spec + "\" (random:<tiny|1.3b|14b>[:seed])");
-      }
-      rest = rest.substr(0, colon);
-    }
-    s.config = dit_config_named(rest);
+  if (const auto random = parse_random_spec(spec, "random:<tiny|1.3b|14b>[:seed]")) {
+    s.config = dit_config_named(random->config);
+    s.seed = random->seed;
     return s;
   }
-  namespace fs = std::filesystem;
-  const fs::path dir = spec;
-  fs::path folder;
-  if (fs::is_regular_file(dir / "transformer" / "config.json")) folder = dir / "transformer";
-  else if (fs::is_regular_file(dir / "config.json")) folder = dir;
-  else
-    throw std::runtime_error("model " + spec + " has neither transformer/config.json nor config.json" +
-                             (fs::exists(dir) ? "" : " (no such folder)"));
+  const std::filesystem::path folder = component_folder(spec, "transformer", "model");
   s.config = read_dit_config(folder / "config.json");
   s.weights = folder;
   check_dit_checkpoint(s.config, folder);

@@ -2,6 +2,8 @@
 
 #include <stdexcept>
 
+#include "model/wan/source_spec.h"
+
 namespace ditrun::wan {
 
 std::string VaeSource::describe() const {
@@ -16,29 +18,14 @@ VaeSource resolve_vae_source(const std::string& spec) {
     s.config = vae_config_tiny();
     return s;
   }
-  if (spec.rfind("random:", 0) == 0) {
-    std::string rest = spec.substr(7);
-    if (const auto colon = rest.find(':'); colon != std::string::npos) {
-      try {
-        s.seed = std::stoull(rest.substr(colon + 1));
-      } catch (const std::exception&) {
-        throw std::runtime_error("bad seed in VAE \"" + spec + "\" (random:<tiny|wan2.1>[:seed])");
-      }
-      rest = rest.substr(0, colon);
-    }
-    if (rest == "tiny") s.config = vae_config_tiny();
-    else if (rest == "wan2.1") s.config = vae_config_wan21();
-    else throw std::runtime_error("unknown VAE config \"" + rest + "\" in \"" + spec + "\" (tiny or wan2.1)");
+  if (const auto random = parse_random_spec(spec, "random:<tiny|wan2.1>[:seed]")) {
+    if (random->config == "tiny") s.config = vae_config_tiny();
+    else if (random->config == "wan2.1") s.config = vae_config_wan21();
+    else throw std::runtime_error("unknown VAE config \"" + random->config + "\" in \"" + spec + "\" (tiny or wan2.1)");
+    s.seed = random->seed;
     return s;
   }
-  namespace fs = std::filesystem;
-  const fs::path dir = spec;
-  fs::path folder;
-  if (fs::is_regular_file(dir / "vae" / "config.json")) folder = dir / "vae";
-  else if (fs::is_regular_file(dir / "config.json")) folder = dir;
-  else
-    throw std::runtime_error("VAE " + spec + " has neither vae/config.json nor config.json" +
-                             (fs::exists(dir) ? "" : " (no such folder)"));
+  const std::filesystem::path folder = component_folder(spec, "vae", "VAE");
   s.config = read_vae_config(folder / "config.json");
   s.weights = folder;
   check_vae_checkpoint(s.config, folder);
