@@ -8,26 +8,12 @@
 #include <string>
 #include <vector>
 
+#include "model/core/video_op_checks.h"
 #include "model/cpu/cpu_backend.h"
 
 namespace ditrun {
 
 namespace {
-
-[[noreturn]] void invalid(const char* op, const std::string& what) {
-  throw std::invalid_argument(std::string("cpu ") + op + ": " + what);
-}
-
-void require_f32(const char* op, std::initializer_list<const Tensor*> tensors) {
-  for (const Tensor* t : tensors)
-    if (t && t->dtype() != DType::f32)
-      invalid(op, "expected f32, got " + std::string(dtype_name(t->dtype())) + " " + shape_string(t->shape()));
-}
-
-void require_rank(const char* op, const Tensor& t, int rank, const char* what) {
-  if (t.rank() != rank) invalid(op, std::string(what) + " " + shape_string(t.shape()) + " is not " +
-                                        std::to_string(rank) + "-D");
-}
 
 // Patch rows per GEMM: about this many floats of im2col buffer (16 MiB).
 constexpr int64_t kIm2colFloats = int64_t{4} << 20;
@@ -37,16 +23,9 @@ constexpr int64_t kParallelElements = int64_t{1} << 16;
 
 void CpuBackend::conv3d(Tensor& out, const Tensor& in, const Tensor& weight, const Tensor* bias, int pad_h,
                         int pad_w) {
-  require_f32("conv3d", {&out, &in, &weight, bias});
-  require_rank("conv3d", in, 4, "in");
-  require_rank("conv3d", weight, 5, "weight");
-  const int64_t ti = in.dim(0), hi = in.dim(1), wi = in.dim(2), ci = in.dim(3);
-  const int64_t co = weight.dim(0), kt = weight.dim(1), kh = weight.dim(2), kw = weight.dim(3);
+  const auto s = video_checks::conv3d("cpu", out, in, weight, bias, pad_h, pad_w);
+  const int64_t ti = s.ti, hi = s.hi, wi = s.wi, ci = s.ci, co = s.co, kt = s.kt, kh = s.kh, kw = s.kw;
   const int64_t to = ti - kt + 1, ho = hi + 2 * pad_h - kh + 1, wo = wi + 2 * pad_w - kw + 1;
-  if (weight.dim(4) != ci || to < 1 || ho < 1 || wo < 1 || pad_h < 0 || pad_w < 0 || out.shape() != Shape{to, ho, wo, co} ||
-      (bias && bias->numel() != co))
-    invalid("conv3d", "in " + shape_string(in.shape()) + " weight " + shape_string(weight.shape()) + " pad " +
-                          std::to_string(pad_h) + "," + std::to_string(pad_w) + " out " + shape_string(out.shape()));
   // im2col over whole output rows, then out[pixels, Co] = patches[pixels, K]·weight[Co, K]ᵀ: the tap order
   // (a, b, c, i) of a patch row is the weight's [kt, kh, kw, Ci] order.
   const int64_t k = kt * kh * kw * ci;
@@ -81,11 +60,8 @@ void CpuBackend::conv3d(Tensor& out, const Tensor& in, const Tensor& weight, con
 }
 
 void CpuBackend::vae_rms_norm(Tensor& out, const Tensor& x, const Tensor& gamma, bool then_silu) {
-  require_f32("vae_rms_norm", {&out, &x, &gamma});
+  video_checks::vae_rms_norm("cpu", out, x, gamma);
   const int64_t d = x.dim(-1), rows = x.rows();
-  if (out.numel() != x.numel() || gamma.numel() != d)
-    invalid("vae_rms_norm", "x " + shape_string(x.shape()) + " gamma " + shape_string(gamma.shape()) + " out " +
-                                shape_string(out.shape()));
   const float* xs = x.ptr<float>();
   const float* g = gamma.ptr<float>();
   float* o = out.ptr<float>();
@@ -103,11 +79,7 @@ void CpuBackend::vae_rms_norm(Tensor& out, const Tensor& x, const Tensor& gamma,
 }
 
 void CpuBackend::upsample_nearest2x(Tensor& out, const Tensor& in) {
-  require_f32("upsample_nearest2x", {&out, &in});
-  require_rank("upsample_nearest2x", in, 4, "in");
-  const int64_t t = in.dim(0), h = in.dim(1), w = in.dim(2), c = in.dim(3);
-  if (out.shape() != Shape{t, 2 * h, 2 * w, c})
-    invalid("upsample_nearest2x", "in " + shape_string(in.shape()) + " out " + shape_string(out.shape()));
+  const auto [t, h, w, c] = video_checks::upsample_nearest2x("cpu", out, in);
   const float* x = in.ptr<float>();
   float* o = out.ptr<float>();
 #pragma omp parallel for schedule(static) if (out.numel() > kParallelElements)
@@ -121,13 +93,7 @@ void CpuBackend::upsample_nearest2x(Tensor& out, const Tensor& in) {
 }
 
 void CpuBackend::channels_to_frames(Tensor& out, const Tensor& in, int factor) {
-  require_f32("channels_to_frames", {&out, &in});
-  require_rank("channels_to_frames", in, 4, "in");
-  const int64_t t = in.dim(0), h = in.dim(1), w = in.dim(2);
-  const int64_t c = factor > 0 ? in.dim(3) / factor : 0;
-  if (factor < 1 || c * factor != in.dim(3) || out.shape() != Shape{factor * t, h, w, c})
-    invalid("channels_to_frames", "in " + shape_string(in.shape()) + " factor " + std::to_string(factor) + " out " +
-                                      shape_string(out.shape()));
+  const auto [t, h, w, c] = video_checks::channels_to_frames("cpu", out, in, factor);
   const float* x = in.ptr<float>();
   float* o = out.ptr<float>();
   const int64_t pixels = h * w;
@@ -139,13 +105,7 @@ void CpuBackend::channels_to_frames(Tensor& out, const Tensor& in, int factor) {
 }
 
 void CpuBackend::latent_to_channels_last(Tensor& out, const Tensor& in, const Tensor& scale, const Tensor& shift) {
-  require_f32("latent_to_channels_last", {&out, &in, &scale, &shift});
-  require_rank("latent_to_channels_last", in, 4, "in");
-  const int64_t c = in.dim(0), t = in.dim(1), h = in.dim(2), w = in.dim(3);
-  if (out.shape() != Shape{t, h, w, c} || scale.numel() != c || shift.numel() != c)
-    invalid("latent_to_channels_last", "in " + shape_string(in.shape()) + " out " + shape_string(out.shape()) +
-                                           " scale " + shape_string(scale.shape()) + " shift " +
-                                           shape_string(shift.shape()));
+  const auto [t, h, w, c] = video_checks::latent_to_channels_last("cpu", out, in, scale, shift);
   const float* x = in.ptr<float>();
   const float* sc = scale.ptr<float>();
   const float* sh = shift.ptr<float>();
@@ -156,11 +116,7 @@ void CpuBackend::latent_to_channels_last(Tensor& out, const Tensor& in, const Te
 }
 
 void CpuBackend::frames_to_planar(Tensor& out, const Tensor& in, float lo, float hi) {
-  require_f32("frames_to_planar", {&out, &in});
-  require_rank("frames_to_planar", in, 4, "in");
-  const int64_t t = in.dim(0), h = in.dim(1), w = in.dim(2), c = in.dim(3);
-  if (out.shape() != Shape{t, c, h, w})
-    invalid("frames_to_planar", "in " + shape_string(in.shape()) + " out " + shape_string(out.shape()));
+  const auto [t, h, w, c] = video_checks::frames_to_planar("cpu", out, in);
   const float* x = in.ptr<float>();
   float* o = out.ptr<float>();
   const int64_t pixels = h * w;
