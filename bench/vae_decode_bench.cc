@@ -19,6 +19,52 @@
 
 using namespace ditrun;
 
+namespace {
+
+// conv3d alone at the Wan2.1 decoder's shapes (spec §4.3) for a latent of h × w: per stage the input of one chunk
+// with its 2 cached frames, channels in → out, kernel; timed with the device synchronised around 10 calls.
+nlohmann::json time_convolutions(Backend& backend, int64_t w, int64_t h) {
+  struct Stage {
+    const char* what;
+    int64_t frames, scale, ci, co, kt, kh;
+  };
+  const Stage stages[] = {{"latent 384->384 3x3x3", 3, 1, 384, 384, 3, 3},
+                          {"x2 384->384 3x3x3", 4, 2, 384, 384, 3, 3},
+                          {"x4 192->192 3x3x3", 6, 4, 192, 192, 3, 3},
+                          {"x8 96->96 3x3x3", 6, 8, 96, 96, 3, 3},
+                          {"x8 96->3 3x3x3 (conv_out)", 6, 8, 96, 3, 3, 3},
+                          {"x8 192->96 1x3x3 (upsample2d)", 4, 8, 192, 96, 1, 3},
+                          {"x2 384->768 3x1x1 (time_conv)", 3, 1, 384, 768, 3, 1}};
+  nlohmann::json rows = nlohmann::json::array();
+  for (const Stage& s : stages) {
+    const int64_t hh = h * s.scale, ww = w * s.scale, to = s.frames - s.kt + 1, pad = s.kh / 2;
+    Tensor in = backend.allocate({s.frames, hh, ww, s.ci}, DType::f32);
+    Tensor weight = backend.allocate({s.co, s.kt, s.kh, s.kh, s.ci}, DType::f32);
+    Tensor bias = backend.allocate({s.co}, DType::f32);
+    Tensor out = backend.allocate({to, hh, ww, s.co}, DType::f32);
+    backend.fill_normal(in, 1, 0, 0.f, 1.f);
+    backend.fill_normal(weight, 2, 0, 0.f, 0.02f);
+    backend.fill_normal(bias, 3, 0, 0.f, 0.02f);
+    backend.conv3d(out, in, weight, &bias, static_cast<int>(pad), static_cast<int>(pad));  // warm-up
+    backend.synchronize();
+    constexpr int kCalls = 10;
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < kCalls; ++i)
+      backend.conv3d(out, in, weight, &bias, static_cast<int>(pad), static_cast<int>(pad));
+    backend.synchronize();
+    const double ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() / kCalls;
+    const double flop = 2.0 * static_cast<double>(to * hh * ww) * static_cast<double>(s.co * s.ci * s.kt * s.kh * s.kh);
+    nlohmann::json row = {{"conv", s.what}, {"in", in.shape()}, {"out", out.shape()}, {"ms", ms},
+                          {"tflops", flop / (ms / 1e3) / 1e12}};
+    std::printf("conv %-32s %8.3f ms %7.1f TFLOP/s\n", s.what, ms, row["tflops"].get<double>());
+    rows.push_back(row);
+  }
+  return rows;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   CLI::App app{"Wan-VAE decode benchmark"};
   std::string vae_spec = "random:wan2.1", backend_name = "cuda", json_path, sizes = "832x480";
@@ -30,6 +76,9 @@ int main(int argc, char** argv) {
   app.add_option("--warmup", warmup)->capture_default_str();
   app.add_option("--backend", backend_name, "cpu | cuda")->capture_default_str();
   app.add_option("--json", json_path, "Write the result here");
+  std::string conv_json;
+  app.add_option("--conv-json", conv_json,
+                 "Also time conv3d alone at each decoder stage's shape of the first size and write it here");
   CLI11_PARSE(app, argc, argv);
 
   const double gib = 1024.0 * 1024.0 * 1024.0;
@@ -91,5 +140,10 @@ int main(int argc, char** argv) {
     results.push_back(result);
   }
   if (!json_path.empty()) std::ofstream(json_path) << results.dump(2) << "\n";
+  if (!conv_json.empty()) {
+    const std::string first = sizes.substr(0, sizes.find(','));
+    const int width = std::stoi(first.substr(0, first.find('x'))), height = std::stoi(first.substr(first.find('x') + 1));
+    std::ofstream(conv_json) << time_convolutions(*backend, width / 8, height / 8).dump(2) << "\n";
+  }
   return 0;
 }

@@ -534,8 +534,10 @@ TEST_F(CudaOps, AttentionF32) {
   struct Case {
     int64_t lq, lk, kv_valid, heads, d;
   };
+  // One head goes through fp32 GEMMs (any d), several heads through the warp kernel (d ≤ 512).
   for (const Case& c : {Case{48, 48, 48, 1, 16}, Case{37, 130, 100, 2, 96}, Case{70, 70, 70, 1, 384},
-                        Case{5, 33, 33, 1, 500}, Case{9, 20, 0, 1, 40}}) {
+                        Case{5, 33, 33, 1, 500}, Case{9, 20, 0, 1, 40}, Case{300, 260, 257, 1, 384},
+                        Case{3, 5, 5, 1, 700}, Case{20, 40, 40, 3, 500}}) {
     const auto qs = random(c.lq * c.heads * c.d, 81 + c.d, -2.f, 2.f);
     const auto ks = random(c.lk * c.heads * c.d, 82 + c.d, -2.f, 2.f), vs = random(c.lk * c.heads * c.d, 83 + c.d);
     const float scale = 1.f / std::sqrt(static_cast<float>(c.d));
@@ -554,32 +556,46 @@ TEST_F(CudaOps, AttentionF32) {
     else
       EXPECT_EQ(fetch(*gpu_, glse)[0], -INFINITY) << label_text;
   }
-  Tensor wide = gpu_->allocate({4, 1, 513}, DType::f32);
+  Tensor wide = gpu_->allocate({4, 2, 513}, DType::f32);
   EXPECT_THROW(gpu_->attention(wide, nullptr, wide, wide, wide, 4, 1.f), std::invalid_argument);
 }
 
 TEST_F(CudaOps, Conv3d) {
   // The decoder's kernels: 3×3×3 (pad 1; time frames given by the caller), time_conv 3×1×1 (pad 0), the
-  // upsampler's 2-D 3×3 as kt = 1, and odd sizes; with and without bias.
+  // upsampler's 2-D 3×3 as kt = 1, a row band's conv (pad_h 0: halos given), odd sizes, and every output tile
+  // width of the implicit GEMM (co ≤ 32, 64, 96, 128 and their multiples, co = 3 of conv_out); with and without
+  // bias. The GPU multiplies bf16 copies of input and weight with fp32 accumulation: against the CPU on the same
+  // bf16-rounded values only the summation order differs (kGemmBf16InF32Out); against the unrounded f32 input
+  // the two roundings add ~2e-3 (bound 1e-2).
   struct Case {
-    int64_t ti, hi, wi, ci, co, kt, kh, kw, pad;
+    int64_t ti, hi, wi, ci, co, kt, kh, kw, pad_h, pad_w;
   };
-  for (const Case& c : {Case{3, 6, 8, 16, 16, 3, 3, 3, 1}, Case{4, 5, 7, 37, 20, 3, 3, 3, 1},
-                        Case{3, 4, 6, 16, 32, 3, 1, 1, 0}, Case{2, 9, 5, 8, 4, 1, 3, 3, 1},
-                        Case{5, 1, 1, 3, 3, 3, 3, 3, 1}, Case{3, 12, 16, 4, 3, 3, 3, 3, 1}}) {
-    const int64_t to = c.ti - c.kt + 1, ho = c.hi + 2 * c.pad - c.kh + 1, wo = c.wi + 2 * c.pad - c.kw + 1;
+  for (const Case& c : {Case{3, 6, 8, 16, 16, 3, 3, 3, 1, 1}, Case{4, 5, 7, 37, 20, 3, 3, 3, 1, 1},
+                        Case{3, 4, 6, 16, 32, 3, 1, 1, 0, 0}, Case{2, 9, 5, 8, 4, 1, 3, 3, 1, 1},
+                        Case{5, 1, 1, 3, 3, 3, 3, 3, 1, 1}, Case{3, 12, 16, 4, 3, 3, 3, 3, 1, 1},
+                        Case{4, 10, 13, 96, 96, 3, 3, 3, 1, 1}, Case{3, 7, 9, 64, 192, 3, 3, 3, 0, 1},
+                        Case{3, 6, 5, 32, 384, 3, 1, 1, 0, 0}, Case{1, 17, 23, 96, 64, 1, 3, 3, 1, 1},
+                        Case{3, 8, 11, 96, 3, 3, 3, 3, 1, 1}, Case{4, 6, 7, 48, 136, 3, 3, 3, 1, 1}}) {
+    const int64_t to = c.ti - c.kt + 1, ho = c.hi + 2 * c.pad_h - c.kh + 1, wo = c.wi + 2 * c.pad_w - c.kw + 1;
     const Shape in_shape = {c.ti, c.hi, c.wi, c.ci}, w_shape = {c.co, c.kt, c.kh, c.kw, c.ci}, out_shape = {to, ho, wo, c.co};
     const float bound = 1.f / std::sqrt(static_cast<float>(c.kt * c.kh * c.kw * c.ci));
     const auto xs = random(shape_numel(in_shape), 91 + c.ci), ws = random(shape_numel(w_shape), 92 + c.co, -bound, bound);
     const auto bs = random(c.co, 93);
     Tensor gx = gpu(xs, in_shape, DType::f32), gw = gpu(ws, w_shape, DType::f32), gb = gpu(bs, {c.co}, DType::f32);
     Tensor cx = cpu(xs, in_shape), cw = cpu(ws, w_shape), cb = cpu(bs, {c.co});
+    Tensor cx16 = cpu(rounded(xs, DType::bf16), in_shape), cw16 = cpu(rounded(ws, DType::bf16), w_shape);
+    const int ph = static_cast<int>(c.pad_h), pw = static_cast<int>(c.pad_w);
     for (bool with_bias : {true, false}) {
       Tensor go = gpu_->allocate(out_shape, DType::f32), co = cpu_.allocate(out_shape, DType::f32);
-      gpu_->conv3d(go, gx, gw, with_bias ? &gb : nullptr, static_cast<int>(c.pad), static_cast<int>(c.pad));
-      cpu_.conv3d(co, cx, cw, with_bias ? &cb : nullptr, static_cast<int>(c.pad), static_cast<int>(c.pad));
-      EXPECT_LE(relative_l2(fetch(*gpu_, go), fetch(cpu_, co)), kF32Reduction)
-          << "conv3d in " << shape_string(in_shape) << " weight " << shape_string(w_shape) << " bias " << with_bias;
+      Tensor co16 = cpu_.allocate(out_shape, DType::f32);
+      gpu_->conv3d(go, gx, gw, with_bias ? &gb : nullptr, ph, pw);
+      cpu_.conv3d(co, cx, cw, with_bias ? &cb : nullptr, ph, pw);
+      cpu_.conv3d(co16, cx16, cw16, with_bias ? &cb : nullptr, ph, pw);
+      const auto got = fetch(*gpu_, go);
+      const std::string what = "conv3d in " + shape_string(in_shape) + " weight " + shape_string(w_shape) + " pad " +
+                               std::to_string(ph) + "," + std::to_string(pw) + " bias " + std::to_string(with_bias);
+      EXPECT_LE(relative_l2(got, fetch(cpu_, co16)), kGemmBf16InF32Out) << what << " vs bf16-rounded operands";
+      EXPECT_LE(relative_l2(got, fetch(cpu_, co)), 1e-2) << what << " vs f32 operands";
     }
   }
   Tensor x = gpu_->allocate({3, 4, 4, 8}, DType::f32), w = gpu_->allocate({2, 3, 3, 3, 7}, DType::f32);

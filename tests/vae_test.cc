@@ -97,8 +97,9 @@ TEST(VaeDecoder, GoldenDecodeMatchesDiffusersOnTheCpu) {
   EXPECT_LT(error, 1e-4);
 }
 
-// The same on the GPU when there is one: all-f32 kernels for now, so the CPU tolerance holds (the tensor-core
-// convolutions will need a bf16/TF32 one).
+// The same on the GPU when there is one. The convolutions multiply bf16 copies of activations and weights (fp32
+// accumulation, conv3d_igemm.h): each of the decoder's ~30 convolutions adds ~2e-3 of rounding (cuda_ops_test
+// Conv3d), partly cancelling; 2e-2 is about ten bf16 roundings' worth.
 TEST(VaeDecoder, GoldenDecodeMatchesDiffusersOnCuda) {
   if (!cuda_backend_built()) GTEST_SKIP() << "built without CUDA";
   std::unique_ptr<Backend> be;
@@ -114,7 +115,7 @@ TEST(VaeDecoder, GoldenDecodeMatchesDiffusersOnCuda) {
   wan::VaeDecoder decoder = golden_decoder(*be);
   const double error = relative_l2(decoder.decode(latents, latent_shape), frames_first(golden, 3, 9, 48 * 64));
   std::printf("[cuda] VAE decode relative L2 vs diffusers: %.2e\n", error);
-  EXPECT_LT(error, 1e-4);
+  EXPECT_LT(error, 2e-2);
 }
 
 // diffusers decodes one latent frame at a time with the feature cache, and make_vae_golden.py checks that this

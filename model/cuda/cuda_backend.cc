@@ -334,6 +334,11 @@ void CudaBackend::attention(Tensor& out, Tensor* lse, const Tensor& q, const Ten
     if (lse->numel() != h * lq) invalid("attention", "lse " + shape_string(lse->shape()));
   }
   if (dtype == DType::f32) {
+    const int64_t keys = std::clamp<int64_t>(kv_valid, 0, lk);
+    if (h == 1 && keys > 0) {  // the VAE's one wide head (spec §4.2): fp32 GEMMs around a row softmax
+      attention_f32_by_gemm(out, lse, q, k, v, keys, scale);
+      return;
+    }
     cuda::attention_f32(out.ptr<float>(), lse ? lse->ptr<float>() : nullptr, q.ptr<float>(), k.ptr<float>(),
                         v.ptr<float>(), lq, lk, std::clamp<int64_t>(kv_valid, 0, lk), static_cast<int>(h),
                         static_cast<int>(d), scale, stream_);
@@ -342,6 +347,30 @@ void CudaBackend::attention(Tensor& out, Tensor* lse, const Tensor& q, const Ten
   cuda::attention_bf16(out.data(), lse ? lse->ptr<float>() : nullptr, q.data(), k.data(), v.data(), lq, lk,
                        std::clamp<int64_t>(kv_valid, 0, lk), static_cast<int>(h), static_cast<int>(d), scale,
                        stream_);
+}
+
+// One head as S = q·kᵀ (cuBLASLt, fp32), softmax(scale·S) with the log-sum-exp, out = P·v, in query chunks that
+// keep S within 256 MiB (6,240 latent pixels at 480p: one chunk; 14,400 at 720p: four).
+void CudaBackend::attention_f32_by_gemm(Tensor& out, Tensor* lse, const Tensor& q, const Tensor& k, const Tensor& v,
+                                        int64_t keys, float scale) {
+  const int64_t lq = q.dim(0), d = q.dim(2);
+  const Arena::Mark mark = arena().mark();
+  const Tensor k2 = k.view({k.dim(0), d}).slice(0, keys), v2 = v.view({v.dim(0), d}).slice(0, keys);
+  Tensor vt = scratch({d, keys}, DType::f32);
+  cuda::transpose(vt.ptr<float>(), v2.ptr<float>(), keys, d, stream_);
+  const int64_t chunk = std::clamp<int64_t>((int64_t{1} << 26) / keys, 1, lq);
+  Tensor scores = scratch({chunk, keys}, DType::f32);
+  const Tensor q2 = q.view({lq, d});
+  Tensor out2 = out.view({lq, d});
+  for (int64_t r0 = 0; r0 < lq; r0 += chunk) {
+    const int64_t rows = std::min(chunk, lq - r0);
+    Tensor s = scores.slice(0, rows);
+    gemm_->linear(s, q2.slice(r0, r0 + rows), k2, nullptr, Epilogue::none);
+    cuda::softmax_rows(s.ptr<float>(), lse ? lse->ptr<float>() + r0 : nullptr, rows, keys, scale, stream_);
+    Tensor o = out2.slice(r0, r0 + rows);
+    gemm_->linear(o, s, vt, nullptr, Epilogue::none);
+  }
+  arena().rewind(mark);
 }
 
 void CudaBackend::patchify(Tensor& tokens, const Tensor& latent) {

@@ -77,6 +77,9 @@ class CudaBackend final : public Backend {
   void multiply(Tensor& x, const Tensor& y) override;
 
  private:
+  // f32 attention of one head by cuBLASLt GEMMs (keys ≥ 1 valid keys); see cuda_backend.cc.
+  void attention_f32_by_gemm(Tensor& out, Tensor* lse, const Tensor& q, const Tensor& k, const Tensor& v,
+                             int64_t keys, float scale);
   // Device f32 buffer for bf16 upload/download, at least `floats` long (capped: transfers go in pieces).
   float* staging(size_t floats);
 

@@ -1,10 +1,12 @@
 // The video ops of the CUDA backend (the Wan-VAE decoder, spec §4): argument checks, then the kernels of
-// video_ops.cu. f32 storage for now; the same contracts as the CPU reference (model/core/backend.h).
+// video_ops.cu and conv3d_igemm.cu. f32 activations, convolutions on bf16 tensor cores with fp32 accumulation; the
+// same contracts as the CPU reference (model/core/backend.h).
 #include <initializer_list>
 #include <stdexcept>
 #include <string>
 
 #include "model/core/video_op_checks.h"
+#include "model/cuda/conv3d_igemm.h"
 #include "model/cuda/cuda_backend.h"
 #include "model/cuda/video_ops.h"
 
@@ -26,8 +28,18 @@ void CudaBackend::conv3d(Tensor& out, const Tensor& in, const Tensor& weight, co
                          int pad_w) {
   require_device("conv3d", {&out, &in, &weight, bias});
   const auto s = video_checks::conv3d("cuda", out, in, weight, bias, pad_h, pad_w);
-  cuda::conv3d(out.ptr<float>(), in.ptr<float>(), weight.ptr<float>(), bias ? bias->ptr<float>() : nullptr, s.ti,
-               s.hi, s.wi, s.ci, s.co, s.kt, s.kh, s.kw, pad_h, pad_w, stream());
+  // The implicit GEMM's operands (conv3d_igemm.h): a zero-padded bf16 copy of the input and bf16 weights, in the
+  // scratch arena for the length of this op (stream order keeps them alive until the kernel has read them).
+  Arena::Mark mark = arena().mark();
+  const int64_t cp = cuda::conv_padded_in_channels(s.ci), cop = cuda::conv_padded_out_channels(s.co);
+  const int64_t hp = s.hi + 2 * pad_h, wp = s.wi + 2 * pad_w, taps = s.kt * s.kh * s.kw;
+  Tensor padded = scratch({s.ti, hp, wp, cp}, DType::bf16);
+  Tensor packed = scratch({cop, taps, cp}, DType::bf16);
+  cuda::conv_pack_input(padded.data(), in.ptr<float>(), s.ti, s.hi, s.wi, s.ci, cp, pad_h, pad_w, stream());
+  cuda::conv_pack_weight(packed.data(), weight.ptr<float>(), s.co, taps, s.ci, cop, cp, stream());
+  cuda::conv3d_igemm(out.ptr<float>(), padded.data(), packed.data(), bias ? bias->ptr<float>() : nullptr, s.ti, hp,
+                     wp, cp, s.co, cop, s.kt, s.kh, s.kw, stream());
+  arena().rewind(mark);
 }
 
 void CudaBackend::vae_rms_norm(Tensor& out, const Tensor& x, const Tensor& gamma, bool then_silu) {

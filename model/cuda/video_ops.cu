@@ -22,54 +22,40 @@ __device__ __forceinline__ float warp_sum(float v) {
   return v;
 }
 
-// One thread per output (t, y, x, o); o varies fastest, so a warp shares its input pixels (broadcast reads).
-__global__ void conv3d_kernel(float* out, const float* in, const float* weight, const float* bias, int64_t hi,
-                              int64_t wi, int64_t ci, int64_t co, int64_t kt, int64_t kh, int64_t kw, int64_t pad_h,
-                              int64_t pad_w, int64_t ho, int64_t wo, int64_t n) {
-  DITRUN_GRID_STRIDE(i, n) {
-    const int64_t o = i % co, pixel = i / co;
-    const int64_t x = pixel % wo, y = (pixel / wo) % ho, t = pixel / (wo * ho);
-    float acc = bias ? bias[o] : 0.f;
-    for (int64_t a = 0; a < kt; ++a)
-      for (int64_t b = 0; b < kh; ++b) {
-        const int64_t ys = y + b - pad_h;
-        if (ys < 0 || ys >= hi) continue;
-        for (int64_t c = 0; c < kw; ++c) {
-          const int64_t xs = x + c - pad_w;
-          if (xs < 0 || xs >= wi) continue;
-          const float* src = in + (((t + a) * hi + ys) * wi + xs) * ci;
-          const float* w = weight + (((o * kt + a) * kh + b) * kw + c) * ci;
-          for (int64_t j = 0; j < ci; ++j) acc += w[j] * src[j];
-        }
-      }
-    out[i] = acc;
-  }
-}
-
-// One block per row: sum of squares over the block, then the scaled, optionally SiLU'd row. Each thread writes
-// only the elements it read, after the reduction's barriers: in place is safe.
-__global__ void vae_rms_norm_kernel(float* out, const float* x, const float* gamma, int64_t d, bool then_silu) {
-  __shared__ float partial[32];
-  __shared__ float total;
-  const float* xr = x + blockIdx.x * d;
-  float* orow = out + blockIdx.x * d;
+// One warp per row (rows are the pixels, d their channels: 96-384 in the VAE): the sum of squares with a warp
+// reduction, then the scaled, optionally SiLU'd row. Each lane writes only the elements it read: in place is safe.
+constexpr int kNormRowsPerBlock = kThreads / 32;
+__global__ void vae_rms_norm_kernel(float* out, const float* x, const float* gamma, int64_t rows, int64_t d,
+                                    bool then_silu) {
+  const int64_t row = blockIdx.x * static_cast<int64_t>(kNormRowsPerBlock) + (threadIdx.x >> 5);
+  if (row >= rows) return;  // whole warps leave together
+  const int lane = threadIdx.x & 31;
+  const float* xr = x + row * d;
+  float* orow = out + row * d;
+  const bool vec = (d & 3) == 0;  // rows of 4-float groups: 16-byte accesses
   float s = 0.f;
-  for (int64_t i = threadIdx.x; i < d; i += blockDim.x) s += xr[i] * xr[i];
-  s = warp_sum(s);
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  if (lane == 0) partial[warp] = s;
-  __syncthreads();
-  if (warp == 0) {
-    float v = lane < static_cast<int>(blockDim.x >> 5) ? partial[lane] : 0.f;
-    v = warp_sum(v);
-    if (lane == 0) total = v;
+  if (vec) {
+    for (int64_t i = lane; i < d / 4; i += 32) {
+      const float4 v = reinterpret_cast<const float4*>(xr)[i];
+      s += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+    }
+  } else {
+    for (int64_t i = lane; i < d; i += 32) s += xr[i] * xr[i];
   }
-  __syncthreads();
-  const float norm = fmaxf(sqrtf(total), 1e-12f);
-  const float scale = sqrtf(static_cast<float>(d));
-  for (int64_t i = threadIdx.x; i < d; i += blockDim.x) {
-    const float y = xr[i] / norm * scale * gamma[i];
-    orow[i] = then_silu ? y / (1.f + expf(-y)) : y;
+  s = warp_sum(s);
+  const float factor = sqrtf(static_cast<float>(d)) / fmaxf(sqrtf(s), 1e-12f);
+  auto finish = [&](float v, float g) {
+    const float y = v * factor * g;
+    return then_silu ? y / (1.f + expf(-y)) : y;
+  };
+  if (vec) {
+    for (int64_t i = lane; i < d / 4; i += 32) {
+      const float4 v = reinterpret_cast<const float4*>(xr)[i], g = reinterpret_cast<const float4*>(gamma)[i];
+      reinterpret_cast<float4*>(orow)[i] = make_float4(finish(v.x, g.x), finish(v.y, g.y), finish(v.z, g.z),
+                                                       finish(v.w, g.w));
+    }
+  } else {
+    for (int64_t i = lane; i < d; i += 32) orow[i] = finish(xr[i], gamma[i]);
   }
 }
 
@@ -151,25 +137,50 @@ __global__ void attention_f32_kernel(float* out, float* lse, const float* q, con
   if (lse && lane == 0) lse[static_cast<int64_t>(head) * lq + row] = keys > 0 ? m + logf(l) : -INFINITY;
 }
 
-}  // namespace
-
-void conv3d(float* out, const float* in, const float* weight, const float* bias, int64_t ti, int64_t hi, int64_t wi,
-            int64_t ci, int64_t co, int64_t kt, int64_t kh, int64_t kw, int64_t pad_h, int64_t pad_w,
-            cudaStream_t stream) {
-  const int64_t to = ti - kt + 1, ho = hi + 2 * pad_h - kh + 1, wo = wi + 2 * pad_w - kw + 1;
-  const int64_t n = to * ho * wo * co;
-  if (n <= 0) return;
-  conv3d_kernel<<<blocks_for(n), kThreads, 0, stream>>>(out, in, weight, bias, hi, wi, ci, co, kt, kh, kw, pad_h,
-                                                         pad_w, ho, wo, n);
-  check_launch();
+// One warp per row of scores: softmax of scale·s in place, and the row's natural log-sum-exp when lse is given.
+__global__ void softmax_rows_kernel(float* s, float* lse, int64_t rows, int64_t n, float scale) {
+  const int64_t row = blockIdx.x * static_cast<int64_t>(kNormRowsPerBlock) + (threadIdx.x >> 5);
+  if (row >= rows) return;
+  const int lane = threadIdx.x & 31;
+  float* r = s + row * n;
+  float m = -INFINITY;
+  for (int64_t i = lane; i < n; i += 32) m = fmaxf(m, r[i] * scale);
+  for (int offset = 16; offset > 0; offset >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, offset));
+  float sum = 0.f;
+  for (int64_t i = lane; i < n; i += 32) {
+    const float e = expf(r[i] * scale - m);
+    r[i] = e;
+    sum += e;
+  }
+  sum = warp_sum(sum);
+  const float inv = 1.f / sum;
+  for (int64_t i = lane; i < n; i += 32) r[i] *= inv;
+  if (lse && lane == 0) lse[row] = m + logf(sum);
 }
+
+// [rows, cols] -> [cols, rows] through a 32×32 shared tile (coalesced on both sides).
+__global__ void transpose_kernel(float* out, const float* in, int64_t rows, int64_t cols) {
+  __shared__ float tile[32][33];
+  const int64_t r0 = blockIdx.y * 32, c0 = blockIdx.x * 32;
+  for (int i = threadIdx.y; i < 32; i += blockDim.y) {
+    const int64_t r = r0 + i, c = c0 + threadIdx.x;
+    if (r < rows && c < cols) tile[i][threadIdx.x] = in[r * cols + c];
+  }
+  __syncthreads();
+  for (int i = threadIdx.y; i < 32; i += blockDim.y) {
+    const int64_t c = c0 + i, r = r0 + threadIdx.x;
+    if (r < rows && c < cols) out[c * rows + r] = tile[threadIdx.x][i];
+  }
+}
+
+}  // namespace
 
 void vae_rms_norm(float* out, const float* x, const float* gamma, int64_t rows, int64_t d, bool then_silu,
                   cudaStream_t stream) {
   if (rows == 0 || d == 0) return;
-  if (rows > INT_MAX) throw std::invalid_argument("cuda vae_rms_norm: too many rows");
-  const int threads = static_cast<int>(std::clamp<int64_t>((d + 31) / 32 * 32, 32, kThreads));
-  vae_rms_norm_kernel<<<static_cast<unsigned>(rows), threads, 0, stream>>>(out, x, gamma, d, then_silu);
+  const int64_t blocks = (rows + kNormRowsPerBlock - 1) / kNormRowsPerBlock;
+  if (blocks > INT_MAX) throw std::invalid_argument("cuda vae_rms_norm: too many rows");
+  vae_rms_norm_kernel<<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(out, x, gamma, rows, d, then_silu);
   check_launch();
 }
 
@@ -226,6 +237,22 @@ void attention_f32(float* out, float* lse, const float* q, const float* k, const
     attention_f32_kernel<8><<<grid, kThreads, 0, stream>>>(out, lse, q, k, v, lq, keys, heads, d, scale);
   else
     attention_f32_kernel<16><<<grid, kThreads, 0, stream>>>(out, lse, q, k, v, lq, keys, heads, d, scale);
+  check_launch();
+}
+
+void softmax_rows(float* s, float* lse, int64_t rows, int64_t n, float scale, cudaStream_t stream) {
+  if (rows == 0) return;
+  const int64_t blocks = (rows + kNormRowsPerBlock - 1) / kNormRowsPerBlock;
+  if (blocks > INT_MAX) throw std::invalid_argument("cuda softmax_rows: too many rows");
+  softmax_rows_kernel<<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(s, lse, rows, n, scale);
+  check_launch();
+}
+
+void transpose(float* out, const float* in, int64_t rows, int64_t cols, cudaStream_t stream) {
+  if (rows == 0 || cols == 0) return;
+  if ((rows + 31) / 32 > 65535) throw std::invalid_argument("cuda transpose: too many rows");
+  const dim3 grid(static_cast<unsigned>((cols + 31) / 32), static_cast<unsigned>((rows + 31) / 32));
+  transpose_kernel<<<grid, dim3(32, 8), 0, stream>>>(out, in, rows, cols);
   check_launch();
 }
 

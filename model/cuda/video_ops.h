@@ -1,19 +1,13 @@
-// Host launchers of the CUDA video kernels of the Wan-VAE decoder (video_ops.cu, spec §4). Simple, correct
-// kernels: one thread per output element with fp32 accumulation, f32 storage. The tensor-core implicit GEMM for
-// the 3×3×3 convolutions replaces conv3d later. Raw device pointers, channels-last [T, H, W, C] contiguous data;
-// every launch on `stream` and checked; shape checks are the caller's (CudaBackend).
+// Host launchers of the CUDA video kernels of the Wan-VAE decoder (video_ops.cu, spec §4) besides the
+// convolutions (conv3d_igemm.h): the memory-bound steps between them, f32 storage. Raw device pointers,
+// channels-last [T, H, W, C] contiguous data; every launch on `stream` and checked; shape checks are the caller's
+// (CudaBackend).
 #pragma once
 #include <cstdint>
 
 #include <cuda_runtime.h>
 
 namespace ditrun::cuda {
-
-// Backend::conv3d: in [ti,hi,wi,ci], weight [co,kt,kh,kw,ci], bias [co] or null -> out [ti−kt+1, hi+2ph−kh+1,
-// wi+2pw−kw+1, co].
-void conv3d(float* out, const float* in, const float* weight, const float* bias, int64_t ti, int64_t hi, int64_t wi,
-            int64_t ci, int64_t co, int64_t kt, int64_t kh, int64_t kw, int64_t pad_h, int64_t pad_w,
-            cudaStream_t stream);
 
 // Backend::vae_rms_norm over rows of d: x / max(‖x‖₂, 1e-12)·sqrt(d)·gamma, then SiLU when then_silu; out may
 // alias x.
@@ -41,5 +35,11 @@ void frames_to_planar(float* out, const float* in, int64_t t, int64_t h, int64_t
 constexpr int kMaxAttentionF32Dim = 512;
 void attention_f32(float* out, float* lse, const float* q, const float* k, const float* v, int64_t lq, int64_t lk,
                    int64_t kv_valid, int heads, int d, float scale, cudaStream_t stream);
+
+// The VAE's wide single head goes through fp32 GEMMs (CudaBackend::attention): these are the steps between them.
+// s [rows, n] f32 in place -> softmax(scale·s) per row; lse [rows] (natural log of Σ exp(scale·s)) or null.
+void softmax_rows(float* s, float* lse, int64_t rows, int64_t n, float scale, cudaStream_t stream);
+// in [rows, cols] -> out [cols, rows].
+void transpose(float* out, const float* in, int64_t rows, int64_t cols, cudaStream_t stream);
 
 }  // namespace ditrun::cuda

@@ -103,7 +103,7 @@ rows+=("$(python3 - "$work/vae_frames.h5" "$golden/vae_decode.h5" <<'PY'
 import sys, h5py, numpy as np
 a, b = h5py.File(sys.argv[1])["frames"][:], h5py.File(sys.argv[2])["frames"][:]
 e = float(np.linalg.norm(a - b) / np.linalg.norm(b))
-print(f"  -> frames vs diffusers: relative L2 {e:.2e} ({'ok' if e < 1e-4 else 'TOO FAR'})")
+print(f"  -> frames vs diffusers: relative L2 {e:.2e} ({'ok' if e < 2e-2 else 'TOO FAR'})")
 PY
 )")
 print_table

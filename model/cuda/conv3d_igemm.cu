@@ -1,0 +1,292 @@
+// Implicit-GEMM convolution on mma.sync bf16 tensor cores (see conv3d_igemm.h for the shifted-rows idea).
+// Tile: 128 flat pixels × BN output channels per CTA, 8 warps as 4 (pixels) × 2 (channels), K in steps of 32
+// input channels of one tap, a 4-stage cp.async pipeline, XOR-swizzled shared memory read with ldmatrix.
+#include "model/cuda/conv3d_igemm.h"
+
+#include <cuda_bf16.h>
+
+#include <stdexcept>
+#include <string>
+
+#include "comm/cuda_check.h"
+#include "model/cuda/kernel_util.cuh"
+
+namespace ditrun::cuda {
+
+namespace {
+
+using namespace kernel;
+
+constexpr int kTileM = 128;
+constexpr int kTileK = 32;  // = kConvChannelStep: one K step never crosses a tap
+constexpr int kStages = 4;
+constexpr int kConvThreads = 256;
+constexpr int kMaxTaps = 27;
+
+// Rows of 64 bytes (32 bf16) hold 4 chunks of 16 bytes; the chunk index is XORed with bits 1-2 of the row so the
+// 8 rows one ldmatrix phase reads land in 8 different 16-byte bank groups.
+__device__ __forceinline__ int swizzled(int row, int chunk) { return row * 4 + (chunk ^ ((row >> 1) & 3)); }
+
+__device__ __forceinline__ void cp_async_16(uint32_t dst, const void* src, bool valid) {
+  const int bytes = valid ? 16 : 0;  // 0: the 16 bytes are zero-filled
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(bytes));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+
+__device__ __forceinline__ void mma_bf16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// in_rows: pixels of the padded input; m_total: flat output positions computed (valid or not).
+template <int BN>
+__global__ void __launch_bounds__(kConvThreads) conv3d_igemm_kernel(
+    float* __restrict__ out, const bf16* __restrict__ in, const bf16* __restrict__ weight,
+    const float* __restrict__ bias, int kh, int kw, int tap_count, int cp, int co, int in_rows, int m_total, int hp,
+    int wp, int ho, int wo) {
+  constexpr int kWarpN = BN / 2;           // channels per warp
+  constexpr int kFragsN = kWarpN / 8;      // n8 fragments per warp (even: loaded in pairs)
+  constexpr int kStageA = kTileM * kTileK;  // bf16 elements
+  constexpr int kStageB = BN * kTileK;
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  bf16* smem_a = reinterpret_cast<bf16*>(smem_raw);
+  bf16* smem_b = smem_a + kStages * kStageA;
+
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int warp_m = warp & 3, warp_n = warp >> 2;
+  const int m0 = blockIdx.x * kTileM, n0 = blockIdx.y * BN;
+  const int k_per_tap = cp / kTileK;
+  const int k_steps = tap_count * k_per_tap;
+  const int64_t weight_row = static_cast<int64_t>(tap_count) * cp;
+
+  auto load_stage = [&](int stage, int step) {
+    const int tap = step / k_per_tap, c0 = (step - tap * k_per_tap) * kTileK;
+    const int a = tap / (kh * kw), b = tap / kw - a * kh, c = tap - (tap / kw) * kw;  // weight order [kt][kh][kw]
+    const int shift = (a * hp + b) * wp + c;  // the tap's flat-pixel shift
+    const uint32_t a_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem_a + stage * kStageA));
+    const uint32_t b_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem_b + stage * kStageB));
+#pragma unroll
+    for (int i = 0; i < kTileM * 4 / kConvThreads; ++i) {
+      const int id = tid + i * kConvThreads, row = id >> 2, chunk = id & 3;
+      const int src_row = m0 + row + shift;
+      const bool valid = src_row < in_rows;
+      const bf16* src = valid ? in + static_cast<int64_t>(src_row) * cp + c0 + chunk * 8 : in;
+      cp_async_16(a_base + swizzled(row, chunk) * 16, src, valid);
+    }
+#pragma unroll
+    for (int i = 0; i < (BN * 4 + kConvThreads - 1) / kConvThreads; ++i) {
+      const int id = tid + i * kConvThreads;
+      if (id < BN * 4) {
+        const int row = id >> 2, chunk = id & 3;
+        const bf16* src = weight + static_cast<int64_t>(n0 + row) * weight_row + static_cast<int64_t>(tap) * cp + c0 +
+                          chunk * 8;
+        cp_async_16(b_base + swizzled(row, chunk) * 16, src, true);
+      }
+    }
+  };
+
+  float acc[2][kFragsN][4];
+#pragma unroll
+  for (int i = 0; i < 2; ++i)
+#pragma unroll
+    for (int j = 0; j < kFragsN; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.f;
+
+#pragma unroll
+  for (int s = 0; s < kStages - 1; ++s) {
+    if (s < k_steps) load_stage(s, s);
+    cp_async_commit();
+  }
+
+  for (int step = 0; step < k_steps; ++step) {
+    cp_async_wait<kStages - 2>();
+    __syncthreads();  // this stage landed for every thread; the stage refilled below was consumed by everyone
+    const int next = step + kStages - 1;
+    if (next < k_steps) load_stage(next % kStages, next);
+    cp_async_commit();
+
+    const int stage = step % kStages;
+    const uint32_t a_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem_a + stage * kStageA));
+    const uint32_t b_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem_b + stage * kStageB));
+#pragma unroll
+    for (int kk = 0; kk < kTileK / 16; ++kk) {
+      uint32_t a[2][4];
+#pragma unroll
+      for (int i = 0; i < 2; ++i) {
+        const int row = warp_m * 32 + i * 16 + (lane & 15), chunk = kk * 2 + (lane >> 4);
+        ldmatrix_x4(a[i], a_base + swizzled(row, chunk) * 16);
+      }
+#pragma unroll
+      for (int j = 0; j < kFragsN; j += 2) {
+        uint32_t b[4];
+        const int row = warp_n * kWarpN + j * 8 + (lane & 7) + ((lane >> 4) << 3);
+        const int chunk = kk * 2 + ((lane >> 3) & 1);
+        ldmatrix_x4(b, b_base + swizzled(row, chunk) * 16);
+#pragma unroll
+        for (int i = 0; i < 2; ++i) {
+          mma_bf16(acc[i][j], a[i], b[0], b[1]);
+          mma_bf16(acc[i][j + 1], a[i], b[2], b[3]);
+        }
+      }
+    }
+  }
+  cp_async_wait<0>();
+
+  // Epilogue: keep the flat positions that are real outputs, add the bias, write f32 channels-last.
+  const int plane = hp * wp;
+#pragma unroll
+  for (int i = 0; i < 2; ++i)
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int p = m0 + warp_m * 32 + i * 16 + (lane >> 2) + half * 8;
+      if (p >= m_total) continue;
+      const int t = p / plane, r = p - t * plane, y = r / wp, x = r - y * wp;
+      if (y >= ho || x >= wo) continue;
+      float* row_out = out + ((static_cast<int64_t>(t) * ho + y) * wo + x) * co;
+#pragma unroll
+      for (int j = 0; j < kFragsN; ++j) {
+        const int n = n0 + warp_n * kWarpN + j * 8 + (lane & 3) * 2;
+        const float v0 = acc[i][j][half * 2], v1 = acc[i][j][half * 2 + 1];
+        if (n + 1 < co && (co & 1) == 0) {
+          const float2 b = bias ? make_float2(bias[n], bias[n + 1]) : make_float2(0.f, 0.f);
+          *reinterpret_cast<float2*>(row_out + n) = make_float2(v0 + b.x, v1 + b.y);
+        } else {
+          if (n < co) row_out[n] = v0 + (bias ? bias[n] : 0.f);
+          if (n + 1 < co) row_out[n + 1] = v1 + (bias ? bias[n + 1] : 0.f);
+        }
+      }
+    }
+}
+
+// One thread per 8 channels of a padded pixel: zeros outside the frame and past ci, bf16 of the input inside.
+__global__ void conv_pack_input_kernel(bf16* padded, const float* in, int64_t ti, int64_t hi, int64_t wi, int64_t ci,
+                                       int64_t cp, int64_t pad_h, int64_t pad_w, int64_t n) {
+  const int64_t groups = cp / 8, hp = hi + 2 * pad_h, wp = wi + 2 * pad_w;
+  DITRUN_GRID_STRIDE(i, n) {
+    const int64_t g = i % groups, pixel = i / groups;
+    const int64_t x = pixel % wp - pad_w, y = (pixel / wp) % hp - pad_h, t = pixel / (wp * hp);
+    __align__(16) bf16 v[8];
+    const bool inside = y >= 0 && y < hi && x >= 0 && x < wi;
+    const float* src = in + ((t * hi + y) * wi + x) * ci + g * 8;
+    if (inside && g * 8 + 8 <= ci && (ci & 3) == 0) {
+      const float4 lo = *reinterpret_cast<const float4*>(src), hi4 = *reinterpret_cast<const float4*>(src + 4);
+      v[0] = __float2bfloat16_rn(lo.x), v[1] = __float2bfloat16_rn(lo.y), v[2] = __float2bfloat16_rn(lo.z);
+      v[3] = __float2bfloat16_rn(lo.w), v[4] = __float2bfloat16_rn(hi4.x), v[5] = __float2bfloat16_rn(hi4.y);
+      v[6] = __float2bfloat16_rn(hi4.z), v[7] = __float2bfloat16_rn(hi4.w);
+    } else {
+#pragma unroll
+      for (int e = 0; e < 8; ++e) v[e] = __float2bfloat16_rn(inside && g * 8 + e < ci ? src[e] : 0.f);
+    }
+    *reinterpret_cast<uint4*>(padded + i * 8) = *reinterpret_cast<const uint4*>(v);
+  }
+}
+
+__global__ void conv_pack_weight_kernel(bf16* packed, const float* weight, int64_t co, int64_t taps, int64_t ci,
+                                        int64_t cp, int64_t n) {
+  DITRUN_GRID_STRIDE(i, n) {
+    const int64_t c = i % cp, tap = (i / cp) % taps, o = i / (cp * taps);
+    packed[i] = __float2bfloat16_rn(o < co && c < ci ? weight[(o * taps + tap) * ci + c] : 0.f);
+  }
+}
+
+// The output-channel tile for co channels: a divisor of co where one fits (no padding), else 64.
+int tile_n(int64_t co) {
+  if (co <= 32) return 32;
+  if (co % 128 == 0) return 128;
+  if (co % 96 == 0) return 96;
+  return 64;
+}
+
+template <int BN>
+void launch(float* out, const bf16* in, const bf16* weight, const float* bias, int kh, int kw, int tap_count,
+            int cp, int co, int cop, int in_rows, int m_total, int hp, int wp, int ho, int wo, cudaStream_t stream) {
+  constexpr size_t smem = static_cast<size_t>(kStages) * (kTileM + BN) * kTileK * sizeof(bf16);
+  static bool configured = false;  // the opt-in above 48 KiB, once per instantiation (per process: one device)
+  if (!configured) {
+    DITRUN_CUDA_CHECK(cudaFuncSetAttribute(conv3d_igemm_kernel<BN>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                           static_cast<int>(smem)));
+    configured = true;
+  }
+  const dim3 grid(static_cast<unsigned>((m_total + kTileM - 1) / kTileM), static_cast<unsigned>(cop / BN));
+  conv3d_igemm_kernel<BN><<<grid, kConvThreads, smem, stream>>>(out, in, weight, bias, kh, kw, tap_count, cp, co,
+                                                                  in_rows, m_total, hp, wp, ho, wo);
+  check_launch();
+}
+
+}  // namespace
+
+int64_t conv_padded_in_channels(int64_t ci) { return (ci + kConvChannelStep - 1) / kConvChannelStep * kConvChannelStep; }
+
+int64_t conv_padded_out_channels(int64_t co) {
+  const int64_t bn = tile_n(co);
+  return (co + bn - 1) / bn * bn;
+}
+
+void conv_pack_input(void* padded, const float* in, int64_t ti, int64_t hi, int64_t wi, int64_t ci, int64_t cp,
+                     int64_t pad_h, int64_t pad_w, cudaStream_t stream) {
+  const int64_t n = ti * (hi + 2 * pad_h) * (wi + 2 * pad_w) * (cp / 8);
+  if (n == 0) return;
+  conv_pack_input_kernel<<<blocks_for(n), kThreads, 0, stream>>>(static_cast<bf16*>(padded), in, ti, hi, wi, ci, cp,
+                                                                 pad_h, pad_w, n);
+  check_launch();
+}
+
+void conv_pack_weight(void* packed, const float* weight, int64_t co, int64_t taps, int64_t ci, int64_t cop,
+                      int64_t cp, cudaStream_t stream) {
+  const int64_t n = cop * taps * cp;
+  if (n == 0) return;
+  conv_pack_weight_kernel<<<blocks_for(n), kThreads, 0, stream>>>(static_cast<bf16*>(packed), weight, co, taps, ci,
+                                                                  cp, n);
+  check_launch();
+}
+
+void conv3d_igemm(float* out, const void* padded, const void* packed_weight, const float* bias, int64_t ti,
+                  int64_t hp, int64_t wp, int64_t cp, int64_t co, int64_t cop, int64_t kt, int64_t kh, int64_t kw,
+                  cudaStream_t stream) {
+  const int64_t to = ti - kt + 1, ho = hp - kh + 1, wo = wp - kw + 1;
+  if (to <= 0 || ho <= 0 || wo <= 0 || co == 0) return;
+  if (kt * kh * kw > kMaxTaps || cp % kConvChannelStep != 0 || cop % tile_n(co) != 0 ||
+      ti * hp * wp > (int64_t{1} << 31) - kTileM - (int64_t{1} << 24))
+    throw std::invalid_argument("cuda conv3d: kernel " + std::to_string(kt) + "x" + std::to_string(kh) + "x" +
+                                std::to_string(kw) + " over " + std::to_string(ti * hp * wp) +
+                                " pixels is outside what the implicit-GEMM kernel takes");
+  const int count = static_cast<int>(kt * kh * kw);
+  // Flat positions up to the last real output; the rows past it in each tile read zeros (cp.async zero-fill).
+  const int m_total = static_cast<int>((to - 1) * hp * wp + (ho - 1) * wp + wo);
+  const auto* in = static_cast<const bf16*>(padded);
+  const auto* w = static_cast<const bf16*>(packed_weight);
+  const int in_rows = static_cast<int>(ti * hp * wp);
+  switch (tile_n(co)) {
+    case 32:
+      launch<32>(out, in, w, bias, int(kh), int(kw), count, int(cp), int(co), int(cop), in_rows, m_total, int(hp), int(wp),
+                 int(ho), int(wo), stream);
+      break;
+    case 64:
+      launch<64>(out, in, w, bias, int(kh), int(kw), count, int(cp), int(co), int(cop), in_rows, m_total, int(hp), int(wp),
+                 int(ho), int(wo), stream);
+      break;
+    case 96:
+      launch<96>(out, in, w, bias, int(kh), int(kw), count, int(cp), int(co), int(cop), in_rows, m_total, int(hp), int(wp),
+                 int(ho), int(wo), stream);
+      break;
+    default:
+      launch<128>(out, in, w, bias, int(kh), int(kw), count, int(cp), int(co), int(cop), in_rows, m_total, int(hp), int(wp),
+                  int(ho), int(wo), stream);
+  }
+}
+
+}  // namespace ditrun::cuda
