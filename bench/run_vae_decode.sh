@@ -4,11 +4,17 @@
 # alone at each decoder stage's shape of the first size.
 #   bash bench/run_vae_decode.sh BUILD_DIR SIZES OUT_JSON [ITERS] [PEER_DTYPE]
 #   e.g. bash bench/run_vae_decode.sh build-device 832x480,1280x720 $OUT/vae_decode_h100.json 2 float32
+#        VAE_RANKS=2 bash bench/run_vae_decode.sh build-device 832x480 $OUT/vae_decode_h200x2.json 2 bfloat16
 set -u
 build=${1:?} sizes=${2:?} out=${3:?} iters=${4:-2} dtype=${5:-float32}
 here=$(cd "$(dirname "$0")" && pwd)
 tmp=$(mktemp -d)
-"$build/bench/vae_decode_bench" --vae random:wan2.1 --sizes "$sizes" --iters "$iters" --json "$tmp/ours.json" \
+# VAE_RANKS=N: our decode split over N GPUs (mpirun, one rank per GPU, NCCL halo exchange); the peer has one GPU.
+ranks=${VAE_RANKS:-1}
+launch=()
+[ "$ranks" -gt 1 ] && launch=(mpirun --allow-run-as-root --mca btl self,vader --mca pml ob1 -x NCCL_NVLS_ENABLE
+  -x LD_LIBRARY_PATH -np "$ranks")
+"${launch[@]}" "$build/bench/vae_decode_bench" --vae random:wan2.1 --sizes "$sizes" --iters "$iters" --json "$tmp/ours.json" \
   --conv-json "$tmp/conv.json"
 IFS=, read -ra list <<<"$sizes"
 for s in "${list[@]}"; do

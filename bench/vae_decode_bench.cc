@@ -1,7 +1,11 @@
 // One Wan-VAE decode at real resolutions: 21 latent frames → 81 frames, time (frames left on the device: the
 // video encoder is not timed), device memory, written as JSON (one entry per size). The PyTorch peer
 // (pytorch_vae_decode.py) runs in the same job and counts the FLOPs of the same architecture and shape.
+// Under mpirun the ranks are the VAE group (one GPU each): every rank decodes a band of rows with halo exchange
+// (NCCL) and the whole frames of every chunk are gathered, as a video writer needs them; the time is the
+// slowest rank's, all starting together.
 //   vae_decode_bench --vae random:wan2.1 --sizes 832x480,1280x720 --frames 81 --iters 2 --json out.json
+//   mpirun -np 2 vae_decode_bench --sizes 832x480 --json out.json
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -12,7 +16,9 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "comm/communicators.h"
 #include "comm/cuda_device.h"
+#include "comm/mpi_runtime.h"
 #include "model/core/backend.h"
 #include "model/core/philox.h"
 #include "model/wan/vae_source.h"
@@ -80,12 +86,20 @@ int main(int argc, char** argv) {
   app.add_option("--conv-json", conv_json,
                  "Also time conv3d alone at each decoder stage's shape of the first size and write it here");
   CLI11_PARSE(app, argc, argv);
+  comm::MpiRuntime mpi(&argc, &argv);
+  if (backend_name == "cuda") comm::select_cuda_device(mpi.local_rank());
+  std::vector<int> world(static_cast<size_t>(mpi.size()));
+  for (int r = 0; r < mpi.size(); ++r) world[static_cast<size_t>(r)] = r;
+  comm::Communicators comms({comm::GroupSet{"vae", {world}}},
+                            backend_name == "cuda" ? comm::Backend::nccl : comm::Backend::mpi);
+  const bool root = mpi.rank() == 0;
 
   const double gib = 1024.0 * 1024.0 * 1024.0;
   const double base_memory = static_cast<double>(comm::current_cuda_device_memory_used());
   auto backend = backend_name == "cuda" ? make_cuda_backend() : make_cpu_backend();
   const auto source = wan::resolve_vae_source(vae_spec);
   wan::VaeDecoder decoder = wan::make_vae_decoder(*backend, source);
+  decoder.split_rows_over(comms.get("vae").get());  // one rank: whole frames, no communication
   backend->synchronize();
   const auto& c = source.config;
   nlohmann::json results = nlohmann::json::array();
@@ -101,19 +115,27 @@ int main(int argc, char** argv) {
     std::vector<double> times;
     double checksum = 0;
     int64_t frames_out = 0;
+    const bool split = mpi.size() > 1;
     for (int i = 0; i < warmup + iters; ++i) {
       backend->synchronize();
+      mpi.barrier();
       const auto t0 = std::chrono::steady_clock::now();
       frames_out = 0;
-      decoder.decode(z, [&](int64_t, const Tensor& chunk) { frames_out += chunk.dim(0); });
+      decoder.decode(z, [&](int64_t, const Tensor& band) {
+        frames_out += (split ? decoder.gather_frames(band) : band).dim(0);
+      });
       backend->synchronize();
-      const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      const double ms = mpi.max_over_ranks(
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
       if (i >= warmup) times.push_back(ms);
-      std::printf("%s %s decode %d: %.1f ms%s\n", c.name.c_str(), size.c_str(), i, ms, i < warmup ? " (warm-up)" : "");
+      if (root)
+        std::printf("%s %s decode %d on %d rank%s: %.1f ms%s\n", c.name.c_str(), size.c_str(), i, mpi.size(),
+                    split ? "s" : "", ms, i < warmup ? " (warm-up)" : "");
       std::fflush(stdout);
     }
-    // A value of the output, so a broken decode shows: the last chunk's frames.
-    decoder.decode(z, [&](int64_t first, const Tensor& chunk) {
+    // A value of the output, so a broken decode shows: the last chunk's whole frames.
+    decoder.decode(z, [&](int64_t first, const Tensor& band) {
+      const Tensor chunk = split ? decoder.gather_frames(band) : band;
       if (first + chunk.dim(0) < frames_out) return;
       std::vector<float> out(static_cast<size_t>(chunk.numel()));
       backend->download(chunk, out.data());
@@ -129,6 +151,7 @@ int main(int argc, char** argv) {
         {"latent", shape},
         {"frames", frames_out},
         {"iters", iters},
+        {"vae_ranks", mpi.size()},
         {"ms_median", times[times.size() / 2]},
         {"ms_all", times},
         {"device_memory_gib",
@@ -136,9 +159,10 @@ int main(int argc, char** argv) {
         {"arena_gib", static_cast<double>(backend->arena().capacity()) / gib},
         {"last_chunk_rms", checksum},
     };
-    std::printf("%s\n", result.dump().c_str());
+    if (root) std::printf("%s\n", result.dump().c_str());
     results.push_back(result);
   }
+  if (!root) return 0;
   if (!json_path.empty()) std::ofstream(json_path) << results.dump(2) << "\n";
   if (!conv_json.empty()) {
     const std::string first = sizes.substr(0, sizes.find(','));
