@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -135,6 +136,35 @@ TEST(Umt5Encoder, TinyMatchesTransformersWithin1e4) {
     worst = std::max(worst, err);
   }
   std::printf("tiny umT5 vs transformers (float64): worst relative L2 %.3g over %d prompts\n", worst, count);
+}
+
+// The same golden on the GPU: bf16 weights and GEMM operands (fp32 residual stream and accumulation), so one
+// bf16 rounding per matrix product (~4e-3 relative, see cuda_ops_test) over 2 layers; 2e-2 bounds that.
+TEST(Umt5Encoder, TinyMatchesTransformersOnCuda) {
+  if (!cuda_backend_built()) GTEST_SKIP() << "built without CUDA";
+  std::unique_ptr<Backend> gpu;
+  try {
+    gpu = make_cuda_backend();
+  } catch (const std::exception& e) {
+    GTEST_SKIP() << "skipped: no CUDA device (" << e.what() << ")";
+  }
+  const fs::path dir = kGolden / "tiny_umt5" / "text_encoder";
+  const Umt5Config config = umt5_config_from_json(dir / "config.json");
+  Umt5Encoder encoder(*gpu, config, load_umt5_weights(*gpu, config, dir));
+  const io::Hdf5File f(kGolden / "text_encoder.h5", io::Hdf5File::Mode::read);
+  const int count = static_cast<int>(f.read_scalar("count"));
+  double worst = 0;
+  for (int i = 0; i < count; ++i) {
+    const std::string g = "p/" + std::to_string(i) + "/";
+    const std::vector<int64_t> ids64 = f.read_i64(g + "ids");
+    const int length = static_cast<int>(f.read_scalar(g + "length"));
+    const std::vector<int32_t> ids(ids64.begin(), ids64.begin() + length);
+    const std::vector<float> want = f.read_f32(g + "hidden");
+    const double err = testing::relative_l2(encoder.encode(ids), want);
+    EXPECT_LE(err, 2e-2) << "prompt " << i << " (" << length << " tokens)";
+    worst = std::max(worst, err);
+  }
+  std::printf("[cuda] tiny umT5 vs transformers (float64): worst relative L2 %.3g over %d prompts\n", worst, count);
 }
 
 TEST(Umt5Encoder, RandomTinyIsDeterministicAndFinite) {

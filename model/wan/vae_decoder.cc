@@ -109,9 +109,13 @@ Tensor VaeDecoder::band_conv(const VaeConv& conv, int slot_index, const Tensor& 
   return y;
 }
 
-// ResidualBlock (spec §4.2): [RMS_norm, SiLU, conv1, RMS_norm, SiLU, conv2] + shortcut; two cache slots.
+// ResidualBlock (spec §4.2): [RMS_norm, SiLU, conv1, RMS_norm, SiLU, conv2] + shortcut; two cache slots. The
+// result is allocated first and the block's temporaries released on return, so a latent frame's scratch holds
+// the blocks' outputs, not every intermediate of every block (720p: ~20 GB instead of more than the GPU has).
 Tensor VaeDecoder::residual_block(const VaeResidualBlock& block, int& next_slot, const Tensor& x) {
   const int64_t n = x.dim(0), h = x.dim(1), w = x.dim(2), ci = x.dim(3), co = block.conv1.w.dim(0);
+  Tensor result = backend_.scratch({n, h, w, co}, DType::f32);
+  ScratchScope scope(backend_.arena());
   Tensor shortcut = x;
   if (block.has_shortcut) {
     shortcut = backend_.scratch({n, h, w, co}, DType::f32);
@@ -119,9 +123,11 @@ Tensor VaeDecoder::residual_block(const VaeResidualBlock& block, int& next_slot,
     backend_.linear(rows_out, x.view({n * h * w, ci}), block.shortcut.w, &block.shortcut.b, Epilogue::none);
   }
   const Tensor y = norm_silu_causal_conv(block.norm1, block.conv1, next_slot++, x);
-  Tensor out = norm_silu_causal_conv(block.norm2, block.conv2, next_slot++, y);
-  backend_.add(out, shortcut);
-  return out;
+  const Tensor out = norm_silu_causal_conv(block.norm2, block.conv2, next_slot++, y);
+  const Tensor* sum[] = {&out, &shortcut};
+  const float ones[] = {1.f, 1.f};
+  backend_.lincomb(result, ones, sum);
+  return result;
 }
 
 // AttentionBlock (spec §4.2): per frame, RMS_norm, q/k/v by 1×1 convs, one head of width C over the H·W pixels,
@@ -187,6 +193,10 @@ Tensor VaeDecoder::band_attention_block(const VaeAttentionBlock& block, const Te
 // Resample upsample2d/upsample3d (spec §4.2, §4.4). upsample3d owns one cache slot; on the first chunk its
 // time_conv is skipped (1 frame stays 1 frame), from the second on it sees frames 1.. with zeros before.
 Tensor VaeDecoder::upsample(const VaeUpsampler& up, int& next_slot, const Tensor& x, bool first_chunk) {
+  // The result first, the temporaries released on return (as in residual_block).
+  const int64_t frames_out = up.temporal && !first_chunk ? 2 * x.dim(0) : x.dim(0);
+  Tensor result = backend_.scratch({frames_out, 2 * x.dim(1), 2 * x.dim(2), up.spatial.w.dim(0)}, DType::f32);
+  ScratchScope scope(backend_.arena());
   Tensor frames = x;
   if (up.temporal) {
     const int slot_index = next_slot++;
@@ -199,10 +209,12 @@ Tensor VaeDecoder::upsample(const VaeUpsampler& up, int& next_slot, const Tensor
   const int64_t m = frames.dim(0), h = frames.dim(1), w = frames.dim(2), c = frames.dim(3);
   Tensor upsampled = backend_.scratch({m, 2 * h, 2 * w, c}, DType::f32);
   backend_.upsample_nearest2x(upsampled, frames);
-  if (rows_split()) return band_conv(up.spatial, -1, upsampled, nullptr);  // nearest ×2 doubled the band too
-  Tensor out = backend_.scratch({m, 2 * h, 2 * w, up.spatial.w.dim(0)}, DType::f32);
-  backend_.conv3d(out, upsampled, up.spatial.w, &up.spatial.b, 1, 1);
-  return out;
+  if (rows_split()) {
+    backend_.copy(result, band_conv(up.spatial, -1, upsampled, nullptr));  // nearest ×2 doubled the band too
+    return result;
+  }
+  backend_.conv3d(result, upsampled, up.spatial.w, &up.spatial.b, 1, 1);
+  return result;
 }
 
 void VaeDecoder::begin(const Tensor& latents) {
