@@ -196,4 +196,19 @@ std::vector<float> MpiRuntime::receive_floats(int from, int tag) const {
   return data;
 }
 
+void MpiRuntime::send_bytes(const std::string& data, int to, int tag) const {
+  if (data.size() > static_cast<size_t>(INT_MAX)) throw CommError("send_bytes: more than INT_MAX bytes");
+  DITRUN_MPI_CHECK(MPI_Send(data.data(), static_cast<int>(data.size()), MPI_CHAR, to, tag, MPI_COMM_WORLD));
+}
+
+std::string MpiRuntime::receive_bytes(int from, int tag) const {
+  MPI_Status status;
+  DITRUN_MPI_CHECK(MPI_Probe(from, tag, MPI_COMM_WORLD, &status));
+  int count = 0;
+  DITRUN_MPI_CHECK(MPI_Get_count(&status, MPI_CHAR, &count));
+  std::string data(static_cast<size_t>(count), '\0');
+  DITRUN_MPI_CHECK(MPI_Recv(data.data(), count, MPI_CHAR, from, tag, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+  return data;
+}
+
 }  // namespace ditrun::comm

@@ -62,6 +62,10 @@ class MpiRuntime {
   // from the DiT rank that writes them to a dedicated VAE rank. send blocks until MPI has taken the data.
   void send_floats(const std::vector<float>& data, int to, int tag) const;
   std::vector<float> receive_floats(int from, int tag) const;  // any length
+  // The same for bytes: the text role's new embedding-cache entries (their texts) going to the rank that writes
+  // the cache file.
+  void send_bytes(const std::string& data, int to, int tag) const;
+  std::string receive_bytes(int from, int tag) const;  // any length
 
  private:
   int rank_ = 0;

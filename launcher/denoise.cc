@@ -5,6 +5,7 @@
 #include <optional>
 
 #include "io/hdf5_file.h"
+#include "launcher/cfg_passes.h"
 #include "launcher/video_output.h"
 #include "model/sampling/noise.h"
 #include "model/sampling/schedule.h"
@@ -90,33 +91,36 @@ std::vector<float> DenoiseLoop::gather_latent(comm::Comm& sp_group) {
   return host;
 }
 
-nlohmann::json denoise_prompt(DenoiseContext& c, const PromptItem& prompt) {
+std::vector<bool> prompts_to_render(const Job& job) {
+  std::vector<bool> pending;
+  for (const PromptItem& p : job.prompts) pending.push_back(!std::filesystem::exists(video_path(job, p)));
+  return pending;
+}
+
+nlohmann::json skipped_prompt_entry(const Job& job, const PromptItem& prompt) {
+  // The video is written last: a prompt with its video is complete, and a rerun redoes only what is missing.
+  return {{"id", prompt.id},
+          {"output", latents_path(job, prompt)},
+          {"video", video_path(job, prompt)},
+          {"status", "skipped (output exists)"}};
+}
+
+nlohmann::json denoise_prompt(DenoiseContext& c, size_t index, const PromptItem& prompt) {
   const std::string out_path = latents_path(c.job, prompt), video = video_path(c.job, prompt);
   nlohmann::json entry = {{"id", prompt.id}, {"output", out_path}, {"video", video}};
-  // The video is written last: a prompt with its video is complete, and a rerun redoes only what is missing.
-  if (std::filesystem::exists(video)) {
-    entry["status"] = "skipped (output exists)";
-    return entry;
-  }
   const auto start = Clock::now();
   Backend& be = c.dit.backend();
   const SamplingParams& s = prompt.sampling;
-  const bool use_cfg = s.guidance != 1.0;
-  const bool split_cfg = use_cfg && c.cfg && c.cfg->size() == 2;
-  // With a cfg pair, rank 0 of the pair runs the conditional pass and rank 1 the unconditional one.
-  const bool runs_cond = !split_cfg || c.cfg->rank() == 0;
-  const bool runs_uncond = use_cfg && (!split_cfg || c.cfg->rank() == 1);
+  const CfgPasses passes = cfg_passes(s, c.cfg ? c.cfg->size() : 1, c.cfg ? c.cfg->rank() : 0);
 
+  // The embeddings: read, received from the prompt's encoder, or encoded here (shared text role).
   auto t = Clock::now();
+  PromptEmbedding e = c.embeddings.get(index, prompt, passes.cond, passes.uncond);
+  entry["text_wait_seconds"] = seconds_since(t);
+  t = Clock::now();
   wan::ContextCache cond, uncond;
-  if (runs_cond) {
-    const Embedding e = c.embeddings.context(prompt.id);
-    cond = c.dit.encode_context(e.values, e.rows);
-  }
-  if (runs_uncond) {
-    const Embedding e = c.embeddings.negative(prompt.id);
-    uncond = c.dit.encode_context(e.values, e.rows);
-  }
+  if (passes.cond) cond = c.dit.encode_context(e.context->values, e.context->rows);
+  if (passes.uncond) uncond = c.dit.encode_context(e.negative->values, e.negative->rows);
   be.synchronize();
   entry["context_seconds"] = seconds_since(t);
 
@@ -125,9 +129,10 @@ nlohmann::json denoise_prompt(DenoiseContext& c, const PromptItem& prompt) {
   if (c.sp && c.sp->size() > 1)
     sp.emplace(*c.ulysses, *c.ring, shape[1] * (shape[2] / 2) * (shape[3] / 2),
                parallel::Overlap{c.job.ring_overlap, c.job.ulysses_overlap});
-  DenoiseLoop loop(c.dit, s, prompt.seed, c.cfg, sp ? &*sp : nullptr, runs_cond ? &cond : nullptr,
-                   runs_uncond ? &uncond : nullptr);
+  DenoiseLoop loop(c.dit, s, prompt.seed, c.cfg, sp ? &*sp : nullptr, passes.cond ? &cond : nullptr,
+                   passes.uncond ? &uncond : nullptr);
   nlohmann::json step_seconds = nlohmann::json::array();
+  entry["denoise_started_s"] = c.clock.now();
   for (int i = 0; i < loop.steps(); ++i) {
     t = Clock::now();
     loop.step(i);
@@ -137,6 +142,7 @@ nlohmann::json denoise_prompt(DenoiseContext& c, const PromptItem& prompt) {
   }
   // The shards come together once, for the output.
   const std::vector<float> latent = loop.gather_latent(*c.sp);
+  entry["denoise_finished_s"] = c.clock.now();
   if (c.writes_output) {
     io::Hdf5Writer writer(out_path);
     writer.file().write_f32("latents", latent.data(), shape);

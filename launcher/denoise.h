@@ -13,6 +13,7 @@
 #include "comm/comm.h"
 #include "launcher/embeddings.h"
 #include "launcher/job.h"
+#include "launcher/job_clock.h"
 #include "launcher/progress.h"
 #include "model/parallel/sequence_parallel.h"
 #include "model/sampling/schedule.h"
@@ -25,7 +26,7 @@ namespace ditrun {
 struct DenoiseContext {
   const Job& job;
   wan::DiT& dit;
-  const EmbeddingFile& embeddings;
+  PromptEmbeddings& embeddings;  // a file, or the text role (launcher/text_role.h)
   comm::Comm* cfg;      // the cfg group (size 1 or 2)
   comm::Comm* sp;       // the sequence-parallel group (ring × ulysses) that shares one pass
   comm::Comm* ulysses;
@@ -36,6 +37,7 @@ struct DenoiseContext {
   std::function<void(const std::vector<float>& latents)> hand_over;
   Progress& progress;   // prints only on rank 0
   bool shows_steps;     // this rank's steps drive the progress bar
+  const JobClock& clock;  // report.json's timelines
 };
 
 // The latent shape [16, 1 + (frames − 1)/4, height/8, width/8] of a prompt (spec §2).
@@ -75,7 +77,13 @@ class DenoiseLoop {
 std::string latents_path(const Job& job, const PromptItem& prompt);
 std::string video_path(const Job& job, const PromptItem& prompt);
 
-// Denoises one prompt (or notes that its output exists) and returns its report entry.
-nlohmann::json denoise_prompt(DenoiseContext& c, const PromptItem& prompt);
+// Which prompts of the job this run renders: those without their video. Every rank takes this list once, before
+// any prompt is rendered, and keeps to it, so that a prompt's encoder, its DiT ranks and its VAE ranks agree.
+std::vector<bool> prompts_to_render(const Job& job);
+// The report entry of a prompt whose video exists.
+nlohmann::json skipped_prompt_entry(const Job& job, const PromptItem& prompt);
+
+// Denoises prompt `index` of the run's prompts and returns its report entry.
+nlohmann::json denoise_prompt(DenoiseContext& c, size_t index, const PromptItem& prompt);
 
 }  // namespace ditrun

@@ -61,4 +61,11 @@ Embedding EmbeddingFile::negative(const std::string& id) const {
   return e;
 }
 
+PromptEmbedding EmbeddingFile::get(size_t, const PromptItem& prompt, bool want_context, bool want_negative) {
+  PromptEmbedding e;
+  if (want_context) e.context = context(prompt.id);
+  if (want_negative) e.negative = negative(prompt.id);
+  return e;
+}
+
 }  // namespace ditrun

@@ -64,7 +64,9 @@ int main(int argc, char** argv) {
   plan_cmd->add_option("--ring", plan.ring, "Ring-attention degree");
   plan_cmd->add_option("--ulysses", plan.ulysses, "Ulysses degree");
   plan_cmd->add_option("--vae-ranks", plan.vae_ranks, "Dedicated VAE ranks (0 = shared with DiT ranks)");
-  plan_cmd->add_option("--text-ranks", plan.text_ranks, "Dedicated text-encoder ranks (0 = shared)");
+  plan_cmd->add_option("--text-ranks", plan.text_ranks,
+                       "Dedicated text-encoder ranks: they encode prompt i+1 while the DiT ranks denoise prompt i "
+                       "(0 = shared: each replica's first rank encodes between prompts)");
   plan_cmd->add_flag("--ranks", plan.per_rank, "Also print every rank with its host and roles");
   plan_cmd->add_flag("--json", plan.json, "Print the plan as JSON");
 

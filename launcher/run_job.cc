@@ -1,5 +1,5 @@
-// `ditrun run`: read and validate the job on every rank, lay out the ranks, build and check every communicator,
-// and write report.json. Later stages (text, DiT, VAE) plug in after the communicators.
+// `ditrun run`: read and validate the job on every rank, lay out the ranks, build and check every communicator, then
+// render: text (launcher/text_role.h), DiT (launcher/denoise.h) and VAE, pipelined across prompts; report.json.
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
@@ -20,9 +20,12 @@
 #include "model/wan/vae_source.h"
 #include "launcher/input_error.h"
 #include "launcher/job.h"
+#include "launcher/job_clock.h"
 #include "launcher/progress.h"
+#include "launcher/prompt_encoder.h"
 #include "launcher/report.h"
-#include "launcher/text_embeddings.h"
+#include "launcher/text_role.h"
+#include "launcher/text_schedule.h"
 #include "launcher/video_output.h"
 #include "partition/plan.h"
 #include "partition/plan_text.h"
@@ -42,6 +45,7 @@ struct ValidJob {
   wan::VaeSource vae;
   std::optional<EmbeddingFile> embeddings;
   std::optional<text::TextEncoderSource> text;  // when the job names no embeddings file: encode its prompts
+  std::filesystem::path text_cache;              // then: the embedding cache file in output.dir
   std::optional<PromptSlice> slice;
   std::filesystem::path report;  // where report.json goes
 };
@@ -116,6 +120,14 @@ void validate(ValidJob& v, const RunOptions& options, const comm::MpiRuntime& mp
       throw InputError("the text encoder makes " + std::to_string(v.text->config.d_model) +
                            "-wide embeddings, the model takes " + std::to_string(v.model.config.text_dim),
                        options.job_file + ": model.text_encoder");
+    std::string suffix;  // array tasks share output.dir: each keeps its own cache (HDF5 takes one writer)
+    if (v.slice) suffix = ".slice-" + std::to_string(v.slice->index) + "-of-" + std::to_string(v.slice->count);
+    v.text_cache = std::filesystem::path(v.job.output.dir) / ("text_embedding_cache" + suffix + ".h5");
+    try {
+      text::EmbeddingCache probe(v.text_cache);  // an unreadable cache is bad input, before any work
+    } catch (const std::exception& e) {
+      throw InputError(e.what(), v.text_cache.string());
+    }
   }
   for (const PromptItem& p : v.job.prompts) {
     const Shape s = latent_shape(p.sampling);
@@ -156,6 +168,7 @@ bool agree_valid(const comm::MpiRuntime& mpi, const std::optional<InputError>& e
 
 int run_command(const RunOptions& options, int* argc, char*** argv) {
   comm::MpiRuntime mpi(argc, argv);
+  const JobClock clock(mpi);
   Progress progress(mpi.rank() == 0);
   const std::string started = utc_timestamp();
   const auto job_start = Clock::now();
@@ -239,34 +252,24 @@ int run_command(const RunOptions& options, int* argc, char*** argv) {
                   " sets checked, " + std::to_string(failed) + " failed");
   if (mpi.max_over_ranks(failed) > 0) comm::abort_job("communicator check failed", 1);
 
-  // Text: without an embeddings file, the first text-role rank encodes every prompt of this run (through the
-  // embedding cache in the output folder) before the denoising starts; then every rank reads the result.
-  nlohmann::json text_summary;  // on the encoding rank
+  // Which prompts this run renders (those without their video), taken by every rank before any is rendered.
+  const std::vector<bool> pending = prompts_to_render(v.job);
+  mpi.barrier();
+
+  // Text (issue 6): without an embeddings file the run encodes its prompts, on the dedicated text ranks ahead of
+  // the DiT ranks (prompt i + 1 while they denoise prompt i), or on each replica's writing rank just before the
+  // replica denoises it (shared role). Who does what: launcher/text_schedule.h.
+  std::optional<TextSchedule> schedule;
+  nlohmann::json text_summary;  // on encoding ranks
   if (v.text) {
-    t = Clock::now();
-    std::string suffix;
-    if (v.slice) suffix = ".slice-" + std::to_string(v.slice->index) + "-of-" + std::to_string(v.slice->count);
-    const std::filesystem::path dir = v.job.output.dir;
-    const std::filesystem::path file = dir / ("text_embeddings" + suffix + ".h5");
-    int encoder_rank = 0;
-    while (encoder_rank + 1 < mpi.size() && !plan.roles(encoder_rank).text) ++encoder_rank;
-    if (mpi.rank() == encoder_rank) {
-      std::filesystem::create_directories(dir);
-      const TextEncodeSummary s = encode_prompts(*v.text, v.job.prompts, v.job.negative_prompt, file,
-                                                 dir / ("text_embedding_cache" + suffix + ".h5"),
-                                                 use_cuda ? "cuda" : "cpu");
-      progress.line("text: " + v.text->describe() + ": " + std::to_string(s.texts) + " texts, " +
-                    std::to_string(s.hits) + " from the cache, " + std::to_string(s.encoded) + " encoded");
-      text_summary = {{"encoder", v.text->describe()}, {"weights_id", v.text->weights_id},
-                      {"texts", s.texts},          {"cache_hits", s.hits},
-                      {"encoded", s.encoded},      {"seconds", s.seconds},
-                      {"file", file.string()}};
-    }
-    mpi.barrier();
-    v.embeddings.emplace(file, v.job.prompts, v.model.config.text_dim, v.model.config.text_len);
-    for (const auto& text : mpi.gather_to_root(text_summary.dump()))
-      if (text != "null") text_summary = nlohmann::json::parse(text);
-    stages.add("encode text", seconds_since(t));
+    schedule = make_text_schedule(plan, v.job);
+    const std::string ranks = partition::format_ranks(schedule->encoders);
+    const std::string where =
+        schedule->dedicated
+            ? " on the dedicated text rank" + std::string(schedule->encoders.size() > 1 ? "s " : " ") + ranks +
+                  ", ahead of the DiT ranks"
+            : " on each replica's first rank (" + ranks + "), before each prompt";
+    progress.line("text: " + v.text->describe() + where + ", cache " + v.text_cache.string());
   }
 
   // Dedicated VAE ranks: the first of them receives every prompt's latents from the rank that writes its
@@ -302,26 +305,58 @@ int run_command(const RunOptions& options, int* argc, char*** argv) {
       progress.line("VAE: " + v.vae.describe() +
                     (dedicated_vae ? " on the dedicated VAE ranks" : " on " + backend->name()) + ", video " +
                     (v.job.output.codec == "y4m" ? "Y4M" : "H.264 MP4"));
-    DenoiseContext c{v.job,         dit,        *v.embeddings, cfg.get(), sp.get(),
-                     ulysses.get(), ring.get(), writer,        vae ? &*vae : nullptr, {}, progress, mpi.rank() == 0};
+    // Shared text role: this replica's writing rank encodes each of its prompts just before denoising it.
+    std::optional<PromptEncoder> prompt_encoder;
+    std::optional<TextEncodingRank> text_rank;
+    if (schedule && !schedule->dedicated && schedule->is_encoder(mpi.rank())) {
+      prompt_encoder.emplace(*v.text, *backend, v.text_cache);
+      text_rank.emplace(*schedule, v.job, pending, *prompt_encoder, mpi, clock);
+      text_rank->start();
+    }
+    std::optional<ScheduledEmbeddings> scheduled;
+    if (schedule) scheduled.emplace(*schedule, mpi, v.model.config.text_dim, text_rank ? &*text_rank : nullptr);
+    PromptEmbeddings& embeddings = scheduled ? static_cast<PromptEmbeddings&>(*scheduled) : *v.embeddings;
+    DenoiseContext c{v.job,  dit,    embeddings, cfg.get(),  sp.get(),       ulysses.get(), ring.get(),
+                     writer, vae ? &*vae : nullptr, {},   progress,  mpi.rank() == 0, clock};
     for (size_t i = replica; i < v.job.prompts.size(); i += plan.layout().replicas) {
       const auto& prompt = v.job.prompts[i];
-      if (mpi.rank() == 0) progress.line("prompt " + prompt.id + " (replica " + std::to_string(replica) + ")");
-      if (dedicated_vae)
-        c.hand_over = [&, i](const std::vector<float>& latents) {
-          mpi.send_floats(latents, vae_leader, static_cast<int>(i));
-        };
-      nlohmann::json entry = denoise_prompt(c, prompt);
+      nlohmann::json entry;
+      if (!pending[i]) {
+        entry = skipped_prompt_entry(v.job, prompt);
+      } else {
+        if (mpi.rank() == 0) progress.line("prompt " + prompt.id + " (replica " + std::to_string(replica) + ")");
+        if (dedicated_vae)
+          c.hand_over = [&, i](const std::vector<float>& latents) {
+            mpi.send_floats(latents, vae_leader, static_cast<int>(i));
+          };
+        entry = denoise_prompt(c, i, prompt);
+      }
       entry["replica"] = replica;
       if (c.writes_output) my_entries.push_back(std::move(entry));
     }
+    if (text_rank) {
+      text_rank->finish();
+      for (const auto& e : text_rank->prompt_entries()) my_entries.push_back(e);
+      text_summary = text_rank->summary();
+    }
+  }
+  if (schedule && schedule->dedicated && schedule->is_encoder(mpi.rank())) {
+    // Dedicated text role: every prompt of this rank, in order, each sent to its DiT ranks as soon as it is encoded.
+    std::filesystem::create_directories(v.job.output.dir);
+    std::unique_ptr<Backend> backend = use_cuda ? make_cuda_backend() : make_cpu_backend();
+    PromptEncoder encoder(*v.text, *backend, v.text_cache);
+    TextEncodingRank text_rank(*schedule, v.job, pending, encoder, mpi, clock);
+    text_rank.start();
+    text_rank.encode_all();
+    text_rank.finish();
+    for (const auto& e : text_rank.prompt_entries()) my_entries.push_back(e);
+    text_summary = text_rank.summary();
   }
   if (roles.vae && dedicated_vae) {
-    // Dedicated VAE role: decode prompt i while the DiT ranks denoise the next ones. The prompts to decode are
-    // those without a video now, which is what the DiT ranks find when they reach them (only we write videos).
+    // Dedicated VAE role: decode prompt i while the DiT ranks denoise the next ones: the prompts this run renders.
     std::vector<size_t> todo;
     for (size_t i = 0; i < v.job.prompts.size(); ++i)
-      if (!std::filesystem::exists(video_path(v.job, v.job.prompts[i]))) todo.push_back(i);
+      if (pending[i]) todo.push_back(i);
     std::unique_ptr<Backend> backend = use_cuda ? make_cuda_backend() : make_cpu_backend();
     wan::VaeDecoder vae = wan::make_vae_decoder(*backend, v.vae);
     const auto group = comms.get("vae");
@@ -348,7 +383,8 @@ int run_command(const RunOptions& options, int* argc, char*** argv) {
     }
   }
   const auto gathered = mpi.gather_to_root(my_entries.dump());
-  stages.add("denoise", seconds_since(t));
+  const auto text_summaries = mpi.gather_to_root(text_summary.dump());
+  stages.add("denoise", seconds_since(t));  // with the text encoding and VAE decoding around and beside it
 
   // 5. The report (rank 0), complete or absent: written through report.json.part.
   if (mpi.rank() == 0) {
@@ -373,15 +409,37 @@ int run_command(const RunOptions& options, int* argc, char*** argv) {
     nlohmann::json plan_json = plan_to_json(plan);
     add_group_checks(plan_json, checks);
     report["plan"] = std::move(plan_json);
-    if (!text_summary.is_null()) report["text"] = text_summary;
+    if (schedule) {
+      nlohmann::json text = {{"encoder", v.text->describe()},
+                             {"weights_id", v.text->weights_id},
+                             {"role", schedule->dedicated ? "dedicated" : "shared"},
+                             {"encoder_ranks", schedule->encoders},
+                             {"cache", v.text_cache.string()},
+                             {"texts", 0},
+                             {"cache_hits", 0},
+                             {"encoded", 0},
+                             {"seconds", 0.0},
+                             {"ranks", nlohmann::json::array()}};
+      for (const auto& dump : text_summaries) {
+        const auto r = nlohmann::json::parse(dump);
+        if (r.is_null()) continue;
+        for (const char* key : {"texts", "cache_hits", "encoded"}) text[key] = text[key].get<int64_t>() + r[key].get<int64_t>();
+        text["seconds"] = text["seconds"].get<double>() + r["seconds"].get<double>();
+        text["ranks"].push_back(r);
+      }
+      progress.line("text: " + std::to_string(text["texts"].get<int64_t>()) + " texts, " +
+                    std::to_string(text["cache_hits"].get<int64_t>()) + " from the cache, " +
+                    std::to_string(text["encoded"].get<int64_t>()) + " encoded");
+      report["text"] = std::move(text);
+    }
     nlohmann::json prompts = nlohmann::json::array();
-    std::vector<nlohmann::json> decoded;  // entries of a dedicated VAE rank, merged into the DiT's by id
+    std::vector<nlohmann::json> parts;  // entries of text and dedicated VAE ranks, merged into the DiT's by id
     for (const auto& text : gathered)
       for (auto& e : nlohmann::json::parse(text)) {
         if (e.contains("status")) prompts.push_back(std::move(e));
-        else decoded.push_back(std::move(e));
+        else parts.push_back(std::move(e));
       }
-    for (const auto& d : decoded)
+    for (const auto& d : parts)
       for (auto& p : prompts)
         if (p["id"] == d["id"]) p.update(d);
     int done = 0;

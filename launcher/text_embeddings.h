@@ -2,7 +2,8 @@
 // prompts, the default negative, the prompts' own negatives), through the embedding cache, then
 //   <id>/context [L, d_model] f32 (the real-length rows, spec §5.2), negative/context for the default negative,
 //   <id>/context_null for a prompt whose negative differs from it.
-// Shared by `ditrun encode-text` and `ditrun run` (which encodes when the job names no embeddings file).
+// `ditrun encode-text`'s work; `ditrun run` encodes with the same PromptEncoder, prompt by prompt
+// (launcher/text_role.h).
 #pragma once
 #include <filesystem>
 #include <optional>

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <cmath>
+#include <set>
 #include <sstream>
 #include <tuple>
 
@@ -735,4 +736,141 @@ TEST_F(Cli, RunEncodesItsPromptsLikeEncodeTextAndCachesThem) {
   const auto report2 = nlohmann::json::parse(slurp(dir_ / "out" / "report.json"));
   EXPECT_EQ(report2["text"]["cache_hits"], 3) << report2["text"].dump();
   EXPECT_EQ(report2["text"]["encoded"], 0);
+}
+
+// A job whose prompts the run encodes itself (tiny text encoder): a cfg pair denoises, three prompts (the last with
+// its own negative), Y4M.
+const char* kTextJob = R"(
+[model]
+name = "tiny"
+[parallel]
+cfg = 2
+[sampling]
+steps = 6
+frames = 5
+width = 64
+height = 48
+[output]
+dir = "out"
+codec = "y4m"
+[prompts]
+list = ["a red fox in snow", {id = "boat", prompt = "a sailing boat at dawn", seed = 42},
+        {id = "owl", prompt = "an owl blinks in the moonlight", negative_prompt = "blurry"}]
+)";
+
+TEST_F(Cli, DedicatedTextRankEncodesTheNextPromptWhileTheDitRanksDenoise) {
+  // 2 DiT ranks (a cfg pair) + 1 dedicated text rank: the text rank encodes prompt 1 while prompt 0 denoises and
+  // sends each prompt's embeddings to the DiT ranks; the latents are those of the shared role and of a run from
+  // encode-text's file, to the bit.
+  std::string job = kTextJob;
+  job.replace(job.find("cfg = 2"), 7, "cfg = 2\ntext_ranks = 1");
+  write("dedicated.toml", job);
+  Result r = run(mpirun(3) + " run dedicated.toml --report dedicated.json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("on the dedicated text rank 2, ahead of the DiT ranks"), std::string::npos) << r.err;
+  const auto report = nlohmann::json::parse(slurp(dir_ / "dedicated.json"));
+  EXPECT_EQ(report["text"]["role"], "dedicated") << report["text"].dump();
+  EXPECT_EQ(report["text"]["encoder_ranks"], nlohmann::json::parse("[2]"));
+  EXPECT_EQ(report["text"]["texts"], 5);  // three prompts, the default negative (once), the owl's own
+  EXPECT_EQ(report["text"]["encoded"], 5);
+  const auto& prompts = report["prompts"];
+  ASSERT_EQ(prompts.size(), 3u);
+  for (const auto& p : prompts) {
+    ASSERT_TRUE(p.contains("text")) << p.dump();
+    EXPECT_EQ(p["text"]["rank"], 2) << p.dump();
+    EXPECT_LE(p["text"]["started_s"].get<double>(), p["text"]["finished_s"].get<double>()) << p.dump();
+    EXPECT_LE(p["text"]["finished_s"].get<double>(), p["denoise_started_s"].get<double>()) << p.dump();
+  }
+  // The overlap: prompt 1's encoding started before prompt 0's denoising finished.
+  EXPECT_LT(prompts[1]["text"]["started_s"].get<double>(), prompts[0]["denoise_finished_s"].get<double>())
+      << prompts.dump();
+
+  // The shared role on the 2 DiT ranks: the cfg pair's first rank encodes each prompt between prompts.
+  std::string shared = kTextJob;
+  shared.replace(shared.find("dir = \"out\""), 11, "dir = \"shared\"");
+  write("shared.toml", shared);
+  Result s = run(mpirun(2) + " run shared.toml");
+  ASSERT_EQ(s.code, 0) << s.err;
+  const auto shared_report = nlohmann::json::parse(slurp(dir_ / "shared" / "report.json"));
+  EXPECT_EQ(shared_report["text"]["role"], "shared");
+  EXPECT_EQ(shared_report["text"]["encoded"], 5);
+  const auto& sp = shared_report["prompts"];
+  ASSERT_EQ(sp.size(), 3u);
+  for (size_t i = 0; i < sp.size(); ++i) {
+    EXPECT_EQ(sp[i]["text"]["rank"], 0) << sp[i].dump();
+    if (i > 0) {  // between prompts: after the previous prompt's denoising
+      EXPECT_GE(sp[i]["text"]["started_s"].get<double>(), sp[i - 1]["denoise_finished_s"].get<double>());
+    }
+  }
+
+  // From a file that encode-text wrote, on the same 2 DiT ranks.
+  write("prompts.jsonl",
+        "{\"id\": \"p0000\", \"prompt\": \"a red fox in snow\"}\n"
+        "{\"id\": \"boat\", \"prompt\": \"a sailing boat at dawn\"}\n"
+        "{\"id\": \"owl\", \"prompt\": \"an owl blinks in the moonlight\", \"negative_prompt\": \"blurry\"}\n");
+  ASSERT_EQ(run(ditrun() + " encode-text --model tiny --in prompts.jsonl --out emb.h5 --cache none").code, 0);
+  std::string from_file = kTextJob;
+  from_file.replace(from_file.find("dir = \"out\""), 11, "dir = \"file\"");
+  from_file += "embeddings = \"emb.h5\"\n";
+  write("file.toml", from_file);
+  Result f = run(mpirun(2) + " run file.toml");
+  ASSERT_EQ(f.code, 0) << f.err;
+  for (const char* id : {"p0000", "boat", "owl"}) {
+    const std::string name = std::string(id) + ".latents.h5";
+    const auto dedicated_latents = read_latents(dir_ / "out" / name);
+    EXPECT_EQ(dedicated_latents, read_latents(dir_ / "shared" / name)) << id;
+    EXPECT_EQ(dedicated_latents, read_latents(dir_ / "file" / name)) << id;
+  }
+
+  // A rerun redoes only the prompt without its video, and takes its texts from the cache the text rank wrote.
+  fs::remove(dir_ / "out" / "boat.y4m");
+  Result again = run(mpirun(3) + " run dedicated.toml --report again.json");
+  ASSERT_EQ(again.code, 0) << again.err;
+  const auto report2 = nlohmann::json::parse(slurp(dir_ / "again.json"));
+  for (const auto& p : report2["prompts"]) {
+    EXPECT_EQ(p["status"], p["id"] == "boat" ? "done" : "skipped (output exists)") << p.dump();
+    EXPECT_EQ(p.contains("text"), p["id"] == "boat") << p.dump();
+  }
+  EXPECT_EQ(report2["text"]["texts"], 2) << report2["text"].dump();  // the boat and the default negative
+  EXPECT_EQ(report2["text"]["cache_hits"], 2);
+  EXPECT_EQ(report2["text"]["encoded"], 0);
+}
+
+TEST_F(Cli, TwoTextRanksSplitThePromptsAndOneWritesTheCache) {
+  // Text ranks 2 and 3 take prompts in turn; rank 3 sends what it encoded to rank 2, the one writer of the cache.
+  // Two replicas in the shared role (one encoder each) do the same through the first replica's encoder.
+  for (const auto& [name, ranks, parallel] : {std::tuple{"dedicated", 4, "cfg = 2\ntext_ranks = 2"},
+                                              std::tuple{"replicas", 4, "cfg = 2\nreplicas = 2"}}) {
+    std::string job = kTextJob;
+    job.replace(job.find("cfg = 2"), 7, parallel);
+    job.replace(job.find("dir = \"out\""), 11, std::string("dir = \"") + name + "\"");
+    write(std::string(name) + ".toml", job);
+    Result r = run(mpirun(ranks) + " run " + name + ".toml");
+    ASSERT_EQ(r.code, 0) << name << ": " << r.err;
+    const auto report = nlohmann::json::parse(slurp(dir_ / name / "report.json"));
+    EXPECT_EQ(report["text"]["encoder_ranks"], nlohmann::json::parse(name == std::string("dedicated") ? "[2,3]" : "[0,2]"))
+        << name;
+    EXPECT_EQ(report["text"]["encoded"], 5) << name << ": " << report["text"].dump();  // the negative once
+    std::set<int> encoders;
+    for (const auto& p : report["prompts"]) encoders.insert(p["text"]["rank"].get<int>());
+    EXPECT_EQ(encoders.size(), 2u) << name;
+    for (const char* id : {"p0000", "boat", "owl"}) fs::remove(dir_ / name / (std::string(id) + ".y4m"));
+    Result again = run(mpirun(ranks) + " run " + name + ".toml");
+    ASSERT_EQ(again.code, 0) << name << ": " << again.err;
+    const auto report2 = nlohmann::json::parse(slurp(dir_ / name / "report.json"));
+    EXPECT_EQ(report2["text"]["cache_hits"], 5) << name << ": " << report2["text"].dump();
+    EXPECT_EQ(report2["text"]["encoded"], 0) << name;
+  }
+}
+
+TEST_F(Cli, RunRejectsAnUnreadableEmbeddingCacheWithOneLineAndCode2) {
+  write("text.toml", kTextJob);
+  fs::create_directories(dir_ / "out");
+  write("out/text_embedding_cache.h5", "not an HDF5 file");
+  Result r = run(mpirun(2) + " run text.toml");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(count_lines_with(r.err, "ditrun: error: "), 1) << r.err;
+  EXPECT_NE(r.err.find("embedding cache is not readable"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("(out/text_embedding_cache.h5)"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir_ / "out" / "p0000.latents.h5"));
 }
