@@ -1,6 +1,7 @@
 #include "model/cuda/cuda_backend.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <initializer_list>
 #include <stdexcept>
 #include <string>
@@ -8,6 +9,7 @@
 
 #include "comm/cuda_check.h"
 #include "model/cuda/attention.h"
+#include "model/cuda/attention_sm90.h"
 #include "model/cuda/elementwise.h"
 #include "model/cuda/gemm.h"
 #include "model/cuda/video_ops.h"
@@ -342,6 +344,15 @@ void CudaBackend::attention(Tensor& out, Tensor* lse, const Tensor& q, const Ten
     cuda::attention_f32(out.ptr<float>(), lse ? lse->ptr<float>() : nullptr, q.ptr<float>(), k.ptr<float>(),
                         v.ptr<float>(), lq, lk, std::clamp<int64_t>(kv_valid, 0, lk), static_cast<int>(h),
                         static_cast<int>(d), scale, stream_);
+    return;
+  }
+  // Head dim 128 (every Wan2.1 DiT) on the Hopper kernel (wgmma/TMA, attention_sm90.h), which needs 16-byte
+  // aligned operands and a positive scale; the mma.sync kernel takes the rest (the tiny model's heads).
+  const auto aligned = [](const Tensor& t) { return reinterpret_cast<uintptr_t>(t.data()) % 16 == 0; };
+  if (d == 128 && scale > 0.f && aligned(q) && aligned(k) && aligned(v)) {
+    cuda::attention_bf16_sm90(out.data(), lse ? lse->ptr<float>() : nullptr, q.data(), k.data(), v.data(), lq, lk,
+                              std::clamp<int64_t>(kv_valid, 0, lk), static_cast<int>(h), static_cast<int>(d), scale,
+                              stream_);
     return;
   }
   cuda::attention_bf16(out.data(), lse ? lse->ptr<float>() : nullptr, q.data(), k.data(), v.data(), lq, lk,
