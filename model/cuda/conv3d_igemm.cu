@@ -1,6 +1,7 @@
 // Implicit-GEMM convolution on mma.sync bf16 tensor cores (see conv3d_igemm.h for the shifted-rows idea).
 // Tile: 128 flat pixels × BN output channels per CTA, 8 warps as 4 (pixels) × 2 (channels), K in steps of 32
-// input channels of one tap, a 4-stage cp.async pipeline, XOR-swizzled shared memory read with ldmatrix.
+// input channels of one row of kw taps, a 3-stage cp.async pipeline, XOR-swizzled shared memory read with
+// ldmatrix.
 #include "model/cuda/conv3d_igemm.h"
 
 #include <cuda_bf16.h>
@@ -19,7 +20,7 @@ using namespace kernel;
 
 constexpr int kTileM = 128;
 constexpr int kTileK = 32;  // = kConvChannelStep: one K step never crosses a tap
-constexpr int kStages = 4;
+constexpr int kStages = 3;  // 2 CTAs of 8 warps fit an SM at the widest tile (2 × 99 KiB)
 constexpr int kConvThreads = 256;
 constexpr int kMaxTaps = 27;
 
@@ -52,15 +53,19 @@ __device__ __forceinline__ void mma_bf16(float (&c)[4], const uint32_t (&a)[4], 
 }
 
 // in_rows: pixels of the padded input; m_total: flat output positions computed (valid or not).
-template <int BN>
-__global__ void __launch_bounds__(kConvThreads) conv3d_igemm_kernel(
+// K runs over (a, b) tap rows × 32-channel chunks. The kw taps of one (a, b) read the same input rows shifted by
+// 0..kw−1 pixels, so a stage holds one slab of kTileM + kw − 1 rows and the kw taps' weights: every input row is
+// fetched once per (a, b) instead of once per tap, and each barrier covers kw × 2 MMA k-steps.
+template <int BN, int KW>
+__global__ void __launch_bounds__(kConvThreads, 2) conv3d_igemm_kernel(
     float* __restrict__ out, const bf16* __restrict__ in, const bf16* __restrict__ weight,
-    const float* __restrict__ bias, int kh, int kw, int tap_count, int cp, int co, int in_rows, int m_total, int hp,
-    int wp, int ho, int wo) {
-  constexpr int kWarpN = BN / 2;           // channels per warp
-  constexpr int kFragsN = kWarpN / 8;      // n8 fragments per warp (even: loaded in pairs)
-  constexpr int kStageA = kTileM * kTileK;  // bf16 elements
-  constexpr int kStageB = BN * kTileK;
+    const float* __restrict__ bias, int kh, int tap_rows, int cp, int co, int in_rows, int m_total, int hp, int wp,
+    int ho, int wo) {
+  constexpr int kWarpN = BN / 2;                   // channels per warp
+  constexpr int kFragsN = kWarpN / 8;              // n8 fragments per warp (even: loaded in pairs)
+  constexpr int kSlabRows = kTileM + KW - 1;
+  constexpr int kStageA = kSlabRows * kTileK;      // bf16 elements
+  constexpr int kStageB = KW * BN * kTileK;
   extern __shared__ __align__(128) unsigned char smem_raw[];
   bf16* smem_a = reinterpret_cast<bf16*>(smem_raw);
   bf16* smem_b = smem_a + kStages * kStageA;
@@ -68,31 +73,35 @@ __global__ void __launch_bounds__(kConvThreads) conv3d_igemm_kernel(
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int warp_m = warp & 3, warp_n = warp >> 2;
   const int m0 = blockIdx.x * kTileM, n0 = blockIdx.y * BN;
-  const int k_per_tap = cp / kTileK;
-  const int k_steps = tap_count * k_per_tap;
-  const int64_t weight_row = static_cast<int64_t>(tap_count) * cp;
+  const int k_per_row = cp / kTileK;
+  const int k_steps = tap_rows * k_per_row;
+  const int64_t weight_row = static_cast<int64_t>(tap_rows) * KW * cp;
 
   auto load_stage = [&](int stage, int step) {
-    const int tap = step / k_per_tap, c0 = (step - tap * k_per_tap) * kTileK;
-    const int a = tap / (kh * kw), b = tap / kw - a * kh, c = tap - (tap / kw) * kw;  // weight order [kt][kh][kw]
-    const int shift = (a * hp + b) * wp + c;  // the tap's flat-pixel shift
+    const int tap_row = step / k_per_row, c0 = (step - tap_row * k_per_row) * kTileK;
+    const int a = tap_row / kh, b = tap_row - a * kh;
+    const int shift = (a * hp + b) * wp;  // the (a, b) rows' flat-pixel shift; tap c adds c
     const uint32_t a_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem_a + stage * kStageA));
     const uint32_t b_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem_b + stage * kStageB));
 #pragma unroll
-    for (int i = 0; i < kTileM * 4 / kConvThreads; ++i) {
-      const int id = tid + i * kConvThreads, row = id >> 2, chunk = id & 3;
-      const int src_row = m0 + row + shift;
-      const bool valid = src_row < in_rows;
-      const bf16* src = valid ? in + static_cast<int64_t>(src_row) * cp + c0 + chunk * 8 : in;
-      cp_async_16(a_base + swizzled(row, chunk) * 16, src, valid);
+    for (int i = 0; i < (kSlabRows * 4 + kConvThreads - 1) / kConvThreads; ++i) {
+      const int id = tid + i * kConvThreads;
+      if (id < kSlabRows * 4) {
+        const int row = id >> 2, chunk = id & 3;
+        const int src_row = m0 + row + shift;
+        const bool valid = src_row < in_rows;
+        const bf16* src = valid ? in + static_cast<int64_t>(src_row) * cp + c0 + chunk * 8 : in;
+        cp_async_16(a_base + swizzled(row, chunk) * 16, src, valid);
+      }
     }
 #pragma unroll
-    for (int i = 0; i < (BN * 4 + kConvThreads - 1) / kConvThreads; ++i) {
+    for (int i = 0; i < (KW * BN * 4 + kConvThreads - 1) / kConvThreads; ++i) {
       const int id = tid + i * kConvThreads;
-      if (id < BN * 4) {
-        const int row = id >> 2, chunk = id & 3;
-        const bf16* src = weight + static_cast<int64_t>(n0 + row) * weight_row + static_cast<int64_t>(tap) * cp + c0 +
-                          chunk * 8;
+      if (id < KW * BN * 4) {
+        const int row = id >> 2, chunk = id & 3;  // row = c·BN + n
+        const int c = row / BN, n = row - c * BN;
+        const bf16* src = weight + static_cast<int64_t>(n0 + n) * weight_row +
+                          static_cast<int64_t>(tap_row * KW + c) * cp + c0 + chunk * 8;
         cp_async_16(b_base + swizzled(row, chunk) * 16, src, true);
       }
     }
@@ -123,26 +132,28 @@ __global__ void __launch_bounds__(kConvThreads) conv3d_igemm_kernel(
     const uint32_t a_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem_a + stage * kStageA));
     const uint32_t b_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem_b + stage * kStageB));
 #pragma unroll
-    for (int kk = 0; kk < kTileK / 16; ++kk) {
-      uint32_t a[2][4];
+    for (int c = 0; c < KW; ++c)
 #pragma unroll
-      for (int i = 0; i < 2; ++i) {
-        const int row = warp_m * 32 + i * 16 + (lane & 15), chunk = kk * 2 + (lane >> 4);
-        ldmatrix_x4(a[i], a_base + swizzled(row, chunk) * 16);
-      }
-#pragma unroll
-      for (int j = 0; j < kFragsN; j += 2) {
-        uint32_t b[4];
-        const int row = warp_n * kWarpN + j * 8 + (lane & 7) + ((lane >> 4) << 3);
-        const int chunk = kk * 2 + ((lane >> 3) & 1);
-        ldmatrix_x4(b, b_base + swizzled(row, chunk) * 16);
+      for (int kk = 0; kk < kTileK / 16; ++kk) {
+        uint32_t af[2][4];
 #pragma unroll
         for (int i = 0; i < 2; ++i) {
-          mma_bf16(acc[i][j], a[i], b[0], b[1]);
-          mma_bf16(acc[i][j + 1], a[i], b[2], b[3]);
+          const int row = warp_m * 32 + i * 16 + (lane & 15) + c, chunk = kk * 2 + (lane >> 4);
+          ldmatrix_x4(af[i], a_base + swizzled(row, chunk) * 16);
+        }
+#pragma unroll
+        for (int j = 0; j < kFragsN; j += 2) {
+          uint32_t bf[4];
+          const int row = c * BN + warp_n * kWarpN + j * 8 + (lane & 7) + ((lane >> 4) << 3);
+          const int chunk = kk * 2 + ((lane >> 3) & 1);
+          ldmatrix_x4(bf, b_base + swizzled(row, chunk) * 16);
+#pragma unroll
+          for (int i = 0; i < 2; ++i) {
+            mma_bf16(acc[i][j], af[i], bf[0], bf[1]);
+            mma_bf16(acc[i][j + 1], af[i], bf[2], bf[3]);
+          }
         }
       }
-    }
   }
   cp_async_wait<0>();
 
@@ -162,8 +173,8 @@ __global__ void __launch_bounds__(kConvThreads) conv3d_igemm_kernel(
         const int n = n0 + warp_n * kWarpN + j * 8 + (lane & 3) * 2;
         const float v0 = acc[i][j][half * 2], v1 = acc[i][j][half * 2 + 1];
         if (n + 1 < co && (co & 1) == 0) {
-          const float2 b = bias ? make_float2(bias[n], bias[n + 1]) : make_float2(0.f, 0.f);
-          *reinterpret_cast<float2*>(row_out + n) = make_float2(v0 + b.x, v1 + b.y);
+          const float2 bv = bias ? make_float2(bias[n], bias[n + 1]) : make_float2(0.f, 0.f);
+          *reinterpret_cast<float2*>(row_out + n) = make_float2(v0 + bv.x, v1 + bv.y);
         } else {
           if (n < co) row_out[n] = v0 + (bias ? bias[n] : 0.f);
           if (n + 1 < co) row_out[n + 1] = v1 + (bias ? bias[n + 1] : 0.f);
@@ -211,20 +222,40 @@ int tile_n(int64_t co) {
   return 64;
 }
 
-template <int BN>
-void launch(float* out, const bf16* in, const bf16* weight, const float* bias, int kh, int kw, int tap_count,
-            int cp, int co, int cop, int in_rows, int m_total, int hp, int wp, int ho, int wo, cudaStream_t stream) {
-  constexpr size_t smem = static_cast<size_t>(kStages) * (kTileM + BN) * kTileK * sizeof(bf16);
+template <int BN, int KW>
+void launch(float* out, const bf16* in, const bf16* weight, const float* bias, int kh, int tap_rows, int cp, int co,
+            int cop, int in_rows, int m_total, int hp, int wp, int ho, int wo, cudaStream_t stream) {
+  constexpr size_t smem = static_cast<size_t>(kStages) * ((kTileM + KW - 1) + KW * BN) * kTileK * sizeof(bf16);
   static bool configured = false;  // the opt-in above 48 KiB, once per instantiation (per process: one device)
   if (!configured) {
-    DITRUN_CUDA_CHECK(cudaFuncSetAttribute(conv3d_igemm_kernel<BN>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                           static_cast<int>(smem)));
+    DITRUN_CUDA_CHECK(cudaFuncSetAttribute(conv3d_igemm_kernel<BN, KW>,
+                                           cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
     configured = true;
   }
   const dim3 grid(static_cast<unsigned>((m_total + kTileM - 1) / kTileM), static_cast<unsigned>(cop / BN));
-  conv3d_igemm_kernel<BN><<<grid, kConvThreads, smem, stream>>>(out, in, weight, bias, kh, kw, tap_count, cp, co,
-                                                                  in_rows, m_total, hp, wp, ho, wo);
+  conv3d_igemm_kernel<BN, KW><<<grid, kConvThreads, smem, stream>>>(out, in, weight, bias, kh, tap_rows, cp, co,
+                                                                      in_rows, m_total, hp, wp, ho, wo);
   check_launch();
+}
+
+template <int KW>
+void launch_for_width(int bn, float* out, const bf16* in, const bf16* weight, const float* bias, int kh,
+                      int tap_rows, int cp, int co, int cop, int in_rows, int m_total, int hp, int wp, int ho, int wo,
+                      cudaStream_t stream) {
+  switch (bn) {
+    case 32:
+      return launch<32, KW>(out, in, weight, bias, kh, tap_rows, cp, co, cop, in_rows, m_total, hp, wp, ho, wo,
+                            stream);
+    case 64:
+      return launch<64, KW>(out, in, weight, bias, kh, tap_rows, cp, co, cop, in_rows, m_total, hp, wp, ho, wo,
+                            stream);
+    case 96:
+      return launch<96, KW>(out, in, weight, bias, kh, tap_rows, cp, co, cop, in_rows, m_total, hp, wp, ho, wo,
+                            stream);
+    default:
+      return launch<128, KW>(out, in, weight, bias, kh, tap_rows, cp, co, cop, in_rows, m_total, hp, wp, ho, wo,
+                             stream);
+  }
 }
 
 }  // namespace
@@ -264,29 +295,19 @@ void conv3d_igemm(float* out, const void* padded, const void* packed_weight, con
     throw std::invalid_argument("cuda conv3d: kernel " + std::to_string(kt) + "x" + std::to_string(kh) + "x" +
                                 std::to_string(kw) + " over " + std::to_string(ti * hp * wp) +
                                 " pixels is outside what the implicit-GEMM kernel takes");
-  const int count = static_cast<int>(kt * kh * kw);
   // Flat positions up to the last real output; the rows past it in each tile read zeros (cp.async zero-fill).
   const int m_total = static_cast<int>((to - 1) * hp * wp + (ho - 1) * wp + wo);
   const auto* in = static_cast<const bf16*>(padded);
   const auto* w = static_cast<const bf16*>(packed_weight);
-  const int in_rows = static_cast<int>(ti * hp * wp);
-  switch (tile_n(co)) {
-    case 32:
-      launch<32>(out, in, w, bias, int(kh), int(kw), count, int(cp), int(co), int(cop), in_rows, m_total, int(hp), int(wp),
-                 int(ho), int(wo), stream);
-      break;
-    case 64:
-      launch<64>(out, in, w, bias, int(kh), int(kw), count, int(cp), int(co), int(cop), in_rows, m_total, int(hp), int(wp),
-                 int(ho), int(wo), stream);
-      break;
-    case 96:
-      launch<96>(out, in, w, bias, int(kh), int(kw), count, int(cp), int(co), int(cop), in_rows, m_total, int(hp), int(wp),
-                 int(ho), int(wo), stream);
-      break;
-    default:
-      launch<128>(out, in, w, bias, int(kh), int(kw), count, int(cp), int(co), int(cop), in_rows, m_total, int(hp), int(wp),
-                  int(ho), int(wo), stream);
-  }
+  const int in_rows = static_cast<int>(ti * hp * wp), tap_rows = static_cast<int>(kt * kh);
+  if (kw == 3)
+    launch_for_width<3>(tile_n(co), out, in, w, bias, int(kh), tap_rows, int(cp), int(co), int(cop), in_rows, m_total,
+                        int(hp), int(wp), int(ho), int(wo), stream);
+  else if (kw == 1)
+    launch_for_width<1>(tile_n(co), out, in, w, bias, int(kh), tap_rows, int(cp), int(co), int(cop), in_rows, m_total,
+                        int(hp), int(wp), int(ho), int(wo), stream);
+  else
+    throw std::invalid_argument("cuda conv3d: kernel width " + std::to_string(kw) + " (1 or 3)");
 }
 
 }  // namespace ditrun::cuda

@@ -27,7 +27,7 @@ void conv_pack_input(void* padded, const float* in, int64_t ti, int64_t hi, int6
 void conv_pack_weight(void* packed, const float* weight, int64_t co, int64_t taps, int64_t ci, int64_t cop,
                       int64_t cp, cudaStream_t stream);
 // out f32 [ti − kt + 1, hp − kh + 1, wp − kw + 1, co] = bias + Σ_taps packed_in(shifted) · packed_weightᵀ,
-// from the operands above (hp, wp: the padded sizes).
+// from the operands above (hp, wp: the padded sizes). Kernel width kw 1 or 3 (the Wan-VAE has no other).
 void conv3d_igemm(float* out, const void* padded, const void* packed_weight, const float* bias, int64_t ti,
                   int64_t hp, int64_t wp, int64_t cp, int64_t co, int64_t cop, int64_t kt, int64_t kh, int64_t kw,
                   cudaStream_t stream);
