@@ -603,6 +603,56 @@ TEST_F(CudaOps, Conv3d) {
   EXPECT_THROW(gpu_->conv3d(out, x, w, nullptr, 1, 1), std::invalid_argument);  // Ci 7 vs 8
 }
 
+TEST_F(CudaOps, CausalConv3dBuildsItsOperandFromHistoryAndNormalisedFrames) {
+  // The decoder's fused op: [history; x] through SiLU(RMS_norm) (or as is) into the implicit GEMM. Reference: the
+  // CPU on the same values — the normalised input rounded to bf16 as the GPU stores it, bf16-rounded weights — so
+  // only summation orders differ (and a rare 1-ulp difference of a normalised value: bound 1e-4); and against the
+  // unrounded f32 computation (the CPU backend's default composition) within the bf16 bound of Conv3d.
+  struct Case {
+    int64_t history, frames, hi, wi, ci, co, kt, kw, pad_h;
+    bool norm;
+  };
+  for (const Case& c : {Case{2, 4, 7, 9, 96, 96, 3, 3, 1, true}, Case{2, 1, 5, 6, 16, 64, 3, 3, 1, true},
+                        Case{0, 3, 6, 5, 32, 40, 3, 3, 0, true}, Case{2, 2, 4, 7, 48, 96, 3, 1, 0, false},
+                        Case{2, 3, 5, 4, 37, 3, 3, 3, 1, true}, Case{0, 2, 6, 6, 64, 128, 1, 3, 1, false}}) {
+    const int64_t kh = c.kw, pad_w = c.kw / 2, ti = c.history + c.frames;
+    const int64_t to = ti - c.kt + 1, ho = c.hi + 2 * c.pad_h - kh + 1, wo = c.wi + 2 * pad_w - c.kw + 1;
+    const Shape h_shape = {c.history, c.hi, c.wi, c.ci}, x_shape = {c.frames, c.hi, c.wi, c.ci};
+    const Shape w_shape = {c.co, c.kt, kh, c.kw, c.ci}, out_shape = {to, ho, wo, c.co};
+    const float bound = 1.f / std::sqrt(static_cast<float>(c.kt * kh * c.kw * c.ci));
+    const auto hs = random(shape_numel(h_shape), 201 + c.ci, -2.f, 2.f), xs = random(shape_numel(x_shape), 202, -2.f, 2.f);
+    const auto ws = random(shape_numel(w_shape), 203 + c.co, -bound, bound), bs = random(c.co, 204);
+    const auto gs = random(c.ci, 205, 0.5f, 1.5f);
+    Tensor gh = c.history ? gpu(hs, h_shape, DType::f32) : Tensor();
+    Tensor gx = gpu(xs, x_shape, DType::f32), gw = gpu(ws, w_shape, DType::f32);
+    Tensor gb = gpu(bs, {c.co}, DType::f32), gg = gpu(gs, {c.ci}, DType::f32);
+    Tensor go = gpu_->allocate(out_shape, DType::f32);
+    gpu_->causal_conv3d(go, c.history ? &gh : nullptr, gx, c.norm ? &gg : nullptr, gw, &gb, static_cast<int>(c.pad_h),
+                        static_cast<int>(pad_w));
+    const auto got = fetch(*gpu_, go);
+    // The CPU's whole input, normalised as the op does, then rounded to bf16 on the host.
+    std::vector<float> joined(hs);
+    joined.insert(joined.end(), xs.begin(), xs.end());
+    const Shape in_shape = {ti, c.hi, c.wi, c.ci};
+    Tensor cin = cpu(joined, in_shape), cg = cpu(gs, {c.ci}), cb = cpu(bs, {c.co});
+    if (c.norm) cpu_.vae_rms_norm(cin, cin, cg, /*then_silu=*/true);
+    Tensor cin16 = cpu(rounded(fetch(cpu_, cin), DType::bf16), in_shape), cw16 = cpu(rounded(ws, DType::bf16), w_shape);
+    Tensor co16 = cpu_.allocate(out_shape, DType::f32);
+    cpu_.conv3d(co16, cin16, cw16, &cb, static_cast<int>(c.pad_h), static_cast<int>(pad_w));
+    Tensor ch = c.history ? cpu(hs, h_shape) : Tensor();
+    Tensor cx = cpu(xs, x_shape), cw = cpu(ws, w_shape), co = cpu_.allocate(out_shape, DType::f32);
+    cpu_.causal_conv3d(co, c.history ? &ch : nullptr, cx, c.norm ? &cg : nullptr, cw, &cb, static_cast<int>(c.pad_h),
+                       static_cast<int>(pad_w));
+    const std::string what = "causal_conv3d history " + std::to_string(c.history) + " x " + shape_string(x_shape) +
+                             " weight " + shape_string(w_shape) + " norm " + std::to_string(c.norm);
+    EXPECT_LE(relative_l2(got, fetch(cpu_, co16)), 1e-4) << what << " vs the bf16-rounded operands";
+    EXPECT_LE(relative_l2(got, fetch(cpu_, co)), 1e-2) << what << " vs f32";
+  }
+  Tensor x = gpu_->allocate({2, 4, 4, 8}, DType::f32), h = gpu_->allocate({2, 4, 5, 8}, DType::f32);
+  Tensor w = gpu_->allocate({2, 3, 3, 3, 8}, DType::f32), out = gpu_->allocate({2, 4, 4, 2}, DType::f32);
+  EXPECT_THROW(gpu_->causal_conv3d(out, &h, x, nullptr, w, nullptr, 1, 1), std::invalid_argument);  // W 5 vs 4
+}
+
 TEST_F(CudaOps, VaeRmsNorm) {
   for (int64_t rows : kRows)
     for (int64_t d : {3, 4, 16, 96, 384, 517})

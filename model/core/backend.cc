@@ -3,11 +3,35 @@
 #include <stdexcept>
 #include <string>
 
+#include "model/core/video_op_checks.h"
+
 namespace ditrun {
 
 Tensor Backend::scratch(const Shape& shape, DType dtype) {
   const size_t bytes = static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype);
   return Tensor(arena_->allocate(bytes), dtype, device(), shape);
+}
+
+void Backend::causal_conv3d(Tensor& out, const Tensor* history, const Tensor& x, const Tensor* gamma,
+                            const Tensor& weight, const Tensor* bias, int pad_h, int pad_w) {
+  video_checks::causal_conv3d(name().c_str(), out, history, x, gamma, weight, bias, pad_h, pad_w);
+  const int64_t h = history ? history->dim(0) : 0, n = x.dim(0);
+  const Arena::Mark mark = arena_->mark();
+  Tensor in = scratch({h + n, x.dim(1), x.dim(2), x.dim(3)}, DType::f32);
+  if (h > 0) {
+    Tensor head = in.slice(0, h);
+    if (gamma)
+      vae_rms_norm(head, *history, *gamma, /*then_silu=*/true);
+    else
+      copy(head, *history);
+  }
+  Tensor tail = in.slice(h, h + n);
+  if (gamma)
+    vae_rms_norm(tail, x, *gamma, /*then_silu=*/true);
+  else
+    copy(tail, x);
+  conv3d(out, in, weight, bias, pad_h, pad_w);
+  arena_->rewind(mark);
 }
 
 int Backend::time_mark(bool /*on_comm_stream*/) {

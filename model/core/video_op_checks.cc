@@ -42,6 +42,24 @@ Conv3dSizes conv3d(const char* backend, const Tensor& out, const Tensor& in, con
   return s;
 }
 
+Conv3dSizes causal_conv3d(const char* backend, const Tensor& out, const Tensor* history, const Tensor& x,
+                          const Tensor* gamma, const Tensor& weight, const Tensor* bias, int pad_h, int pad_w) {
+  require_f32(backend, "causal_conv3d", {&out, history, &x, gamma, &weight, bias});
+  require_rank(backend, "causal_conv3d", x, 4, "x");
+  if (history) {
+    require_rank(backend, "causal_conv3d", *history, 4, "history");
+    if (history->dim(1) != x.dim(1) || history->dim(2) != x.dim(2) || history->dim(3) != x.dim(3))
+      invalid(backend, "causal_conv3d",
+              "history " + shape_string(history->shape()) + " does not match x " + shape_string(x.shape()));
+  }
+  if (gamma && gamma->numel() != x.dim(3))
+    invalid(backend, "causal_conv3d", "gamma " + shape_string(gamma->shape()) + " for x " + shape_string(x.shape()));
+  // The concatenated input's shape, checked as conv3d's (a tensor header only: no data is touched).
+  const Tensor joined(nullptr, DType::f32, x.device(),
+                      {(history ? history->dim(0) : 0) + x.dim(0), x.dim(1), x.dim(2), x.dim(3)});
+  return conv3d(backend, out, joined, weight, bias, pad_h, pad_w);
+}
+
 void vae_rms_norm(const char* backend, const Tensor& out, const Tensor& x, const Tensor& gamma) {
   require_f32(backend, "vae_rms_norm", {&out, &x, &gamma});
   if (out.numel() != x.numel() || gamma.numel() != x.dim(-1))

@@ -6,6 +6,7 @@
 
 #include <cuda_bf16.h>
 
+#include <climits>
 #include <stdexcept>
 #include <string>
 
@@ -183,27 +184,47 @@ __global__ void __launch_bounds__(kConvThreads, 2) conv3d_igemm_kernel(
     }
 }
 
-// One thread per 8 channels of a padded pixel: zeros outside the frame and past ci, bf16 of the input inside.
-__global__ void conv_pack_input_kernel(bf16* padded, const float* in, int64_t ti, int64_t hi, int64_t wi, int64_t ci,
-                                       int64_t cp, int64_t pad_h, int64_t pad_w, int64_t n) {
-  const int64_t groups = cp / 8, hp = hi + 2 * pad_h, wp = wi + 2 * pad_w;
-  DITRUN_GRID_STRIDE(i, n) {
-    const int64_t g = i % groups, pixel = i / groups;
-    const int64_t x = pixel % wp - pad_w, y = (pixel / wp) % hp - pad_h, t = pixel / (wp * hp);
-    __align__(16) bf16 v[8];
-    const bool inside = y >= 0 && y < hi && x >= 0 && x < wi;
-    const float* src = in + ((t * hi + y) * wi + x) * ci + g * 8;
-    if (inside && g * 8 + 8 <= ci && (ci & 3) == 0) {
-      const float4 lo = *reinterpret_cast<const float4*>(src), hi4 = *reinterpret_cast<const float4*>(src + 4);
-      v[0] = __float2bfloat16_rn(lo.x), v[1] = __float2bfloat16_rn(lo.y), v[2] = __float2bfloat16_rn(lo.z);
-      v[3] = __float2bfloat16_rn(lo.w), v[4] = __float2bfloat16_rn(hi4.x), v[5] = __float2bfloat16_rn(hi4.y);
-      v[6] = __float2bfloat16_rn(hi4.z), v[7] = __float2bfloat16_rn(hi4.w);
-    } else {
-#pragma unroll
-      for (int e = 0; e < 8; ++e) v[e] = __float2bfloat16_rn(inside && g * 8 + e < ci ? src[e] : 0.f);
-    }
-    *reinterpret_cast<uint4*>(padded + i * 8) = *reinterpret_cast<const uint4*>(v);
+// One warp per padded pixel of [history; x]: zeros in the border; inside, the pixel's channels (through
+// SiLU(RMS_norm(·, gamma)) when gamma is given, the VAE's per-pixel norm, spec §4.2) as bf16, zeros past ci.
+constexpr int kPackPixelsPerBlock = kThreads / 32;
+__global__ void conv_pack_input_kernel(bf16* padded, const float* history, int64_t history_frames, const float* x,
+                                       const float* gamma, int64_t hi, int64_t wi, int64_t ci, int64_t cp,
+                                       int64_t pad_h, int64_t pad_w, int64_t pixels) {
+  const int64_t pixel = blockIdx.x * static_cast<int64_t>(kPackPixelsPerBlock) + (threadIdx.x >> 5);
+  if (pixel >= pixels) return;  // whole warps leave together
+  const int lane = threadIdx.x & 31;
+  const int64_t hp = hi + 2 * pad_h, wp = wi + 2 * pad_w;
+  const int64_t xs = pixel % wp - pad_w, ys = (pixel / wp) % hp - pad_h, t = pixel / (wp * hp);
+  bf16* dst = padded + pixel * cp;
+  if (ys < 0 || ys >= hi || xs < 0 || xs >= wi) {
+    for (int64_t i = lane; i < cp / 8; i += 32) reinterpret_cast<uint4*>(dst)[i] = make_uint4(0, 0, 0, 0);
+    return;
   }
+  const float* src = t < history_frames ? history + ((t * hi + ys) * wi + xs) * ci
+                                        : x + (((t - history_frames) * hi + ys) * wi + xs) * ci;
+  float factor = 1.f;
+  if (gamma) {
+    float ss = 0.f;
+    for (int64_t i = lane; i < ci; i += 32) ss += src[i] * src[i];
+    for (int offset = 16; offset > 0; offset >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, offset);
+    factor = sqrtf(static_cast<float>(ci)) / fmaxf(sqrtf(ss), 1e-12f);
+  }
+  auto value = [&](int64_t i) {
+    if (!gamma) return src[i];
+    const float y = src[i] * factor * gamma[i];
+    return y / (1.f + expf(-y));
+  };
+  if ((ci & 3) == 0) {  // 4 channels a lane-step: 16-byte loads, 8-byte stores
+    for (int64_t i = lane; i < ci / 4; i += 32) {
+      __align__(8) bf16 v[4];
+#pragma unroll
+      for (int e = 0; e < 4; ++e) v[e] = __float2bfloat16_rn(value(4 * i + e));
+      reinterpret_cast<uint2*>(dst)[i] = *reinterpret_cast<const uint2*>(v);
+    }
+  } else {
+    for (int64_t i = lane; i < ci; i += 32) dst[i] = __float2bfloat16_rn(value(i));
+  }
+  for (int64_t i = ci + lane; i < cp; i += 32) dst[i] = __float2bfloat16_rn(0.f);
 }
 
 __global__ void conv_pack_weight_kernel(bf16* packed, const float* weight, int64_t co, int64_t taps, int64_t ci,
@@ -267,12 +288,15 @@ int64_t conv_padded_out_channels(int64_t co) {
   return (co + bn - 1) / bn * bn;
 }
 
-void conv_pack_input(void* padded, const float* in, int64_t ti, int64_t hi, int64_t wi, int64_t ci, int64_t cp,
-                     int64_t pad_h, int64_t pad_w, cudaStream_t stream) {
-  const int64_t n = ti * (hi + 2 * pad_h) * (wi + 2 * pad_w) * (cp / 8);
-  if (n == 0) return;
-  conv_pack_input_kernel<<<blocks_for(n), kThreads, 0, stream>>>(static_cast<bf16*>(padded), in, ti, hi, wi, ci, cp,
-                                                                 pad_h, pad_w, n);
+void conv_pack_input(void* padded, const float* history, int64_t history_frames, const float* x, int64_t frames,
+                     const float* gamma, int64_t hi, int64_t wi, int64_t ci, int64_t cp, int64_t pad_h, int64_t pad_w,
+                     cudaStream_t stream) {
+  const int64_t pixels = (history_frames + frames) * (hi + 2 * pad_h) * (wi + 2 * pad_w);
+  if (pixels == 0) return;
+  const int64_t blocks = (pixels + kPackPixelsPerBlock - 1) / kPackPixelsPerBlock;
+  if (blocks > INT_MAX) throw std::invalid_argument("cuda conv3d: input too large to pack");
+  conv_pack_input_kernel<<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(
+      static_cast<bf16*>(padded), history, history_frames, x, gamma, hi, wi, ci, cp, pad_h, pad_w, pixels);
   check_launch();
 }
 

@@ -19,10 +19,13 @@ constexpr int64_t kConvChannelStep = 32;
 int64_t conv_padded_in_channels(int64_t ci);
 int64_t conv_padded_out_channels(int64_t co);
 
-// in f32 [ti, hi, wi, ci] -> padded bf16 [ti, hi + 2·pad_h, wi + 2·pad_w, cp], zeros in the border and in
+// [history; x] along time (f32 [history_frames, hi, wi, ci] and [frames, hi, wi, ci]; history may be null with
+// 0 frames) -> padded bf16 [history_frames + frames, hi + 2·pad_h, wi + 2·pad_w, cp]: each pixel through
+// SiLU(RMS_norm(·, gamma)) when gamma [ci] is given (Backend::causal_conv3d), zeros in the border and in
 // channels ≥ ci.
-void conv_pack_input(void* padded, const float* in, int64_t ti, int64_t hi, int64_t wi, int64_t ci, int64_t cp,
-                     int64_t pad_h, int64_t pad_w, cudaStream_t stream);
+void conv_pack_input(void* padded, const float* history, int64_t history_frames, const float* x, int64_t frames,
+                     const float* gamma, int64_t hi, int64_t wi, int64_t ci, int64_t cp, int64_t pad_h, int64_t pad_w,
+                     cudaStream_t stream);
 // weight f32 [co, taps, ci] -> bf16 [cop, taps, cp], zeros in the padding.
 void conv_pack_weight(void* packed, const float* weight, int64_t co, int64_t taps, int64_t ci, int64_t cop,
                       int64_t cp, cudaStream_t stream);

@@ -27,18 +27,34 @@ void require_device(const char* op, std::initializer_list<const Tensor*> tensors
 void CudaBackend::conv3d(Tensor& out, const Tensor& in, const Tensor& weight, const Tensor* bias, int pad_h,
                          int pad_w) {
   require_device("conv3d", {&out, &in, &weight, bias});
-  const auto s = video_checks::conv3d("cuda", out, in, weight, bias, pad_h, pad_w);
-  // The implicit GEMM's operands (conv3d_igemm.h): a zero-padded bf16 copy of the input and bf16 weights, in the
-  // scratch arena for the length of this op (stream order keeps them alive until the kernel has read them).
-  Arena::Mark mark = arena().mark();
-  const int64_t cp = cuda::conv_padded_in_channels(s.ci), cop = cuda::conv_padded_out_channels(s.co);
-  const int64_t hp = s.hi + 2 * pad_h, wp = s.wi + 2 * pad_w, taps = s.kt * s.kh * s.kw;
-  Tensor padded = scratch({s.ti, hp, wp, cp}, DType::bf16);
+  video_checks::conv3d("cuda", out, in, weight, bias, pad_h, pad_w);
+  convolve(out, nullptr, in, nullptr, weight, bias, pad_h, pad_w);
+}
+
+void CudaBackend::causal_conv3d(Tensor& out, const Tensor* history, const Tensor& x, const Tensor* gamma,
+                                const Tensor& weight, const Tensor* bias, int pad_h, int pad_w) {
+  require_device("causal_conv3d", {&out, history, &x, gamma, &weight, bias});
+  video_checks::causal_conv3d("cuda", out, history, x, gamma, weight, bias, pad_h, pad_w);
+  convolve(out, history, x, gamma, weight, bias, pad_h, pad_w);
+}
+
+// Both convolution ops: the implicit GEMM's operands (conv3d_igemm.h), a zero-padded bf16 copy of [history; x]
+// (normalised on the way when gamma is given) and bf16 weights, in the scratch arena for the length of this op
+// (stream order keeps them alive until the kernel has read them).
+void CudaBackend::convolve(Tensor& out, const Tensor* history, const Tensor& x, const Tensor* gamma,
+                           const Tensor& weight, const Tensor* bias, int pad_h, int pad_w) {
+  const int64_t hf = history ? history->dim(0) : 0, ti = hf + x.dim(0), hi = x.dim(1), wi = x.dim(2), ci = x.dim(3);
+  const int64_t co = weight.dim(0), kt = weight.dim(1), kh = weight.dim(2), kw = weight.dim(3);
+  const Arena::Mark mark = arena().mark();
+  const int64_t cp = cuda::conv_padded_in_channels(ci), cop = cuda::conv_padded_out_channels(co);
+  const int64_t hp = hi + 2 * pad_h, wp = wi + 2 * pad_w, taps = kt * kh * kw;
+  Tensor padded = scratch({ti, hp, wp, cp}, DType::bf16);
   Tensor packed = scratch({cop, taps, cp}, DType::bf16);
-  cuda::conv_pack_input(padded.data(), in.ptr<float>(), s.ti, s.hi, s.wi, s.ci, cp, pad_h, pad_w, stream());
-  cuda::conv_pack_weight(packed.data(), weight.ptr<float>(), s.co, taps, s.ci, cop, cp, stream());
-  cuda::conv3d_igemm(out.ptr<float>(), padded.data(), packed.data(), bias ? bias->ptr<float>() : nullptr, s.ti, hp,
-                     wp, cp, s.co, cop, s.kt, s.kh, s.kw, stream());
+  cuda::conv_pack_input(padded.data(), history ? history->ptr<float>() : nullptr, hf, x.ptr<float>(), x.dim(0),
+                        gamma ? gamma->ptr<float>() : nullptr, hi, wi, ci, cp, pad_h, pad_w, stream());
+  cuda::conv_pack_weight(packed.data(), weight.ptr<float>(), co, taps, ci, cop, cp, stream());
+  cuda::conv3d_igemm(out.ptr<float>(), padded.data(), packed.data(), bias ? bias->ptr<float>() : nullptr, ti, hp, wp,
+                     cp, co, cop, kt, kh, kw, stream());
   arena().rewind(mark);
 }
 

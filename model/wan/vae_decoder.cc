@@ -45,17 +45,16 @@ VaeDecoder::CacheSlot& VaeDecoder::slot(int index, int64_t h, int64_t w, int64_t
   return s;
 }
 
-Tensor VaeDecoder::with_history(CacheSlot& cache, int64_t frames, int64_t h, int64_t w, int64_t c) {
-  Tensor padded = backend_.scratch({kCacheFrames + frames, h, w, c}, DType::f32);
-  Tensor head = padded.slice(0, kCacheFrames);
-  backend_.copy(head, cache.frames);
-  return padded;
-}
-
-void VaeDecoder::keep_history(CacheSlot& cache, const Tensor& padded) {
-  // The last 2 frames of [cache, x]: for a 1-frame x that is [old last frame, x] (spec §4.4 generic rule).
-  const int64_t total = padded.dim(0);
-  backend_.copy(cache.frames, padded.slice(total - kCacheFrames, total));
+void VaeDecoder::keep_history(CacheSlot& cache, const Tensor& x) {
+  const int64_t n = x.dim(0);
+  if (n >= kCacheFrames) {
+    backend_.copy(cache.frames, x.slice(n - kCacheFrames, n));
+    return;
+  }
+  // One new frame: [old last frame, x] (spec §4.4 generic rule).
+  Tensor first = cache.frames.slice(0, 1), second = cache.frames.slice(1, 2);
+  backend_.copy(first, cache.frames.slice(1, 2));
+  backend_.copy(second, x);
 }
 
 void VaeDecoder::split_rows_over(comm::Comm* vae_group) { group_ = vae_group; }
@@ -64,13 +63,11 @@ Tensor VaeDecoder::causal_conv(const VaeConv& conv, int slot_index, const Tensor
   if (rows_split() && conv.w.dim(2) > 1) return band_conv(conv, slot_index, x, nullptr);
   const int64_t n = x.dim(0), h = x.dim(1), w = x.dim(2), c = x.dim(3);
   CacheSlot& cache = slot(slot_index, h, w, c);
-  Tensor padded = with_history(cache, n, h, w, c);
-  Tensor tail = padded.slice(kCacheFrames, kCacheFrames + n);
-  backend_.copy(tail, x);
-  keep_history(cache, padded);
   const int64_t kh = conv.w.dim(2), kw = conv.w.dim(3);
   Tensor y = backend_.scratch({n + kCacheFrames - conv.w.dim(1) + 1, h, w, conv.w.dim(0)}, DType::f32);
-  backend_.conv3d(y, padded, conv.w, &conv.b, static_cast<int>(kh / 2), static_cast<int>(kw / 2));
+  backend_.causal_conv3d(y, &cache.frames, x, nullptr, conv.w, &conv.b, static_cast<int>(kh / 2),
+                         static_cast<int>(kw / 2));
+  keep_history(cache, x);  // after the convolution read the old history (stream order on the GPU)
   return y;
 }
 
@@ -78,12 +75,9 @@ Tensor VaeDecoder::norm_silu_causal_conv(const Tensor& gamma, const VaeConv& con
   if (rows_split()) return band_conv(conv, slot_index, x, &gamma);
   const int64_t n = x.dim(0), h = x.dim(1), w = x.dim(2), c = x.dim(3);
   CacheSlot& cache = slot(slot_index, h, w, c);
-  Tensor padded = with_history(cache, n, h, w, c);
-  Tensor tail = padded.slice(kCacheFrames, kCacheFrames + n);
-  backend_.vae_rms_norm(tail, x, gamma, /*then_silu=*/true);  // the cache holds the conv's input: after SiLU
-  keep_history(cache, padded);
   Tensor y = backend_.scratch({n, h, w, conv.w.dim(0)}, DType::f32);
-  backend_.conv3d(y, padded, conv.w, &conv.b, 1, 1);
+  backend_.causal_conv3d(y, &cache.frames, x, &gamma, conv.w, &conv.b, 1, 1);
+  keep_history(cache, x);
   return y;
 }
 
@@ -91,21 +85,18 @@ Tensor VaeDecoder::band_conv(const VaeConv& conv, int slot_index, const Tensor& 
   const int64_t n = x.dim(0), h = x.dim(1), w = x.dim(2), c = x.dim(3);
   const int64_t history = slot_index >= 0 ? kCacheFrames : 0;
   CacheSlot* cache = slot_index >= 0 ? &slot(slot_index, h + 2, w, c) : nullptr;
-  Tensor padded = cache ? with_history(*cache, n, h + 2, w, c) : backend_.scratch({n, h + 2, w, c}, DType::f32);
-  Tensor tail = padded.slice(history, history + n);
+  Tensor rows = backend_.scratch({n, h + 2, w, c}, DType::f32);
   for (int64_t f = 0; f < n; ++f) {  // the band into rows 1..h of each frame
-    Tensor rows = tail.slice(f, f + 1).view({h + 2, w, c}).slice(1, h + 1);
-    const Tensor in = x.slice(f, f + 1).view({h, w, c});
-    if (gamma)
-      backend_.vae_rms_norm(rows, in, *gamma, /*then_silu=*/true);  // the conv's input, as the cache holds it
-    else
-      backend_.copy(rows, in);
+    Tensor band = rows.slice(f, f + 1).view({h + 2, w, c}).slice(1, h + 1);
+    backend_.copy(band, x.slice(f, f + 1).view({h, w, c}));
   }
-  parallel::exchange_halo_rows(backend_, *group_, tail);
-  if (cache) keep_history(*cache, padded);  // with their halos: the neighbours' rows of those frames do not change
+  parallel::exchange_halo_rows(backend_, *group_, rows);
   const int64_t kt = conv.w.dim(1), kw = conv.w.dim(3);
   Tensor y = backend_.scratch({history + n - kt + 1, h, w, conv.w.dim(0)}, DType::f32);
-  backend_.conv3d(y, padded, conv.w, &conv.b, /*pad_h=*/0, static_cast<int>(kw / 2));  // H padding: the halos
+  // H padding: the halos. The norm (when gamma is given) runs on the halo rows too: it is per pixel.
+  backend_.causal_conv3d(y, cache ? &cache->frames : nullptr, rows, gamma, conv.w, &conv.b, /*pad_h=*/0,
+                         static_cast<int>(kw / 2));
+  if (cache) keep_history(*cache, rows);  // with their halos: the neighbours' rows of those frames do not change
   return y;
 }
 

@@ -60,14 +60,14 @@ class VaeDecoder {
 
  private:
   // The input history of one cached convolution (spec §4.4): its last 2 input frames, zeros before the first.
+  // For a convolution behind RMS_norm + SiLU the frames are kept before the norm: Backend::causal_conv3d
+  // normalises history and new frames alike, which gives the reference's cache of normalised frames.
   struct CacheSlot {
     Tensor frames;  // [2, H, W, C]
   };
   CacheSlot& slot(int index, int64_t h, int64_t w, int64_t c);
-  // [cache, x] as one [2 + n, H, W, C] scratch tensor whose tail the caller fills (x's frames), and the cache update
-  // after it is filled.
-  Tensor with_history(CacheSlot& cache, int64_t frames, int64_t h, int64_t w, int64_t c);
-  void keep_history(CacheSlot& cache, const Tensor& padded);
+  // The cache after a convolution over [cache; x]: the last 2 frames of that sequence.
+  void keep_history(CacheSlot& cache, const Tensor& x);
 
   // The layers on channels-last activations [n, H, W, C]; each returns a scratch tensor.
   Tensor causal_conv(const VaeConv& conv, int slot_index, const Tensor& x);
