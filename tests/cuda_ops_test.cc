@@ -36,6 +36,8 @@ constexpr double kF32Reduction = 1e-5;
 // bf16 inputs, f32 output of cuBLASLt: products are exact in fp32, only summation order differs (~1e-6). 5e-5 is
 // also 4x below the ~2e-4 gap between GELU-tanh and GELU-erf, so it pins the epilogue's GELU form.
 constexpr double kGemmBf16InF32Out = 5e-5;
+// f32 operands rounded to TF32 (10-bit mantissa: ≤ 2^-11 ≈ 4.9e-4 each) with fp32 accumulation: ~5e-4.
+constexpr double kTf32Gemm = 2e-3;
 // Element-wise f32 math (one or two roundings, FMA contraction on the GPU): ~1e-7.
 constexpr double kF32Elementwise = 1e-6;
 // Attention output: the bf16 output rounding (≤ 3.9e-3, ~1.6e-3 RMS) plus the probabilities rounded to bf16
@@ -550,9 +552,11 @@ TEST_F(CudaOps, AttentionF32) {
     cpu_.attention(co, &clse, cq, ck, cv, c.kv_valid, scale);
     const auto label_text = "attention f32 lq " + std::to_string(c.lq) + " d " + std::to_string(c.d) + " kv " +
                             std::to_string(c.kv_valid);
-    EXPECT_LE(relative_l2(fetch(*gpu_, go), fetch(cpu_, co)), kF32Reduction) << label_text;
+    // One head runs on TF32 tensor cores (10-bit mantissas, ~5e-4 per rounded operand): a TF32 bound there.
+    const double bound = c.heads == 1 ? kTf32Gemm : kF32Reduction;
+    EXPECT_LE(relative_l2(fetch(*gpu_, go), fetch(cpu_, co)), bound) << label_text;
     if (c.kv_valid > 0)
-      EXPECT_LE(relative_l2(fetch(*gpu_, glse), fetch(cpu_, clse)), kF32Reduction) << label_text;
+      EXPECT_LE(relative_l2(fetch(*gpu_, glse), fetch(cpu_, clse)), bound) << label_text;
     else
       EXPECT_EQ(fetch(*gpu_, glse)[0], -INFINITY) << label_text;
   }

@@ -184,47 +184,62 @@ __global__ void __launch_bounds__(kConvThreads, 2) conv3d_igemm_kernel(
     }
 }
 
-// One warp per padded pixel of [history; x]: zeros in the border; inside, the pixel's channels (through
-// SiLU(RMS_norm(·, gamma)) when gamma is given, the VAE's per-pixel norm, spec §4.2) as bf16, zeros past ci.
-constexpr int kPackPixelsPerBlock = kThreads / 32;
+// A group of `lanes` lanes (a power of two ≤ 32, at least one lane per 8 padded channels up to 32) per padded
+// pixel of [history; x], each lane 8 channels at a time (two 16-byte loads, one 16-byte store): zeros in the border
+// and past ci; inside, the pixel's channels, through SiLU(RMS_norm(·, gamma)) when gamma is given (the VAE's
+// per-pixel norm, spec §4.2, its sum of squares reduced over the group).
 __global__ void conv_pack_input_kernel(bf16* padded, const float* history, int64_t history_frames, const float* x,
                                        const float* gamma, int64_t hi, int64_t wi, int64_t ci, int64_t cp,
-                                       int64_t pad_h, int64_t pad_w, int64_t pixels) {
-  const int64_t pixel = blockIdx.x * static_cast<int64_t>(kPackPixelsPerBlock) + (threadIdx.x >> 5);
-  if (pixel >= pixels) return;  // whole warps leave together
-  const int lane = threadIdx.x & 31;
-  const int64_t hp = hi + 2 * pad_h, wp = wi + 2 * pad_w;
+                                       int64_t pad_h, int64_t pad_w, int64_t pixels, int lanes) {
+  const int64_t thread = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  const int64_t pixel = thread / lanes;
+  const int lane = static_cast<int>(thread % lanes);
+  const bool active = pixel < pixels;  // inactive lanes still join the group's shuffles
+  const int64_t hp = hi + 2 * pad_h, wp = wi + 2 * pad_w, groups = cp / 8;
   const int64_t xs = pixel % wp - pad_w, ys = (pixel / wp) % hp - pad_h, t = pixel / (wp * hp);
-  bf16* dst = padded + pixel * cp;
-  if (ys < 0 || ys >= hi || xs < 0 || xs >= wi) {
-    for (int64_t i = lane; i < cp / 8; i += 32) reinterpret_cast<uint4*>(dst)[i] = make_uint4(0, 0, 0, 0);
-    return;
-  }
-  const float* src = t < history_frames ? history + ((t * hi + ys) * wi + xs) * ci
-                                        : x + (((t - history_frames) * hi + ys) * wi + xs) * ci;
+  const bool inside = active && ys >= 0 && ys < hi && xs >= 0 && xs < wi;
+  const float* src = !inside ? nullptr
+                     : t < history_frames ? history + ((t * hi + ys) * wi + xs) * ci
+                                          : x + (((t - history_frames) * hi + ys) * wi + xs) * ci;
+  const bool vec = (ci & 7) == 0;
+  auto load8 = [&](int64_t g, float (&v)[8]) {
+    if (inside && vec && g * 8 < ci) {
+      const float4 lo = reinterpret_cast<const float4*>(src)[2 * g], hi4 = reinterpret_cast<const float4*>(src)[2 * g + 1];
+      v[0] = lo.x, v[1] = lo.y, v[2] = lo.z, v[3] = lo.w, v[4] = hi4.x, v[5] = hi4.y, v[6] = hi4.z, v[7] = hi4.w;
+    } else {
+#pragma unroll
+      for (int e = 0; e < 8; ++e) v[e] = inside && g * 8 + e < ci ? src[g * 8 + e] : 0.f;
+    }
+  };
   float factor = 1.f;
-  if (gamma) {
+  if (gamma) {  // uniform over the grid: every lane of a group takes this branch
     float ss = 0.f;
-    for (int64_t i = lane; i < ci; i += 32) ss += src[i] * src[i];
-    for (int offset = 16; offset > 0; offset >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, offset);
+    for (int64_t g = lane; g < groups; g += lanes) {
+      float v[8];
+      load8(g, v);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) ss += v[e] * v[e];
+    }
+    for (int offset = lanes / 2; offset > 0; offset >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, offset, lanes);
     factor = sqrtf(static_cast<float>(ci)) / fmaxf(sqrtf(ss), 1e-12f);
   }
-  auto value = [&](int64_t i) {
-    if (!gamma) return src[i];
-    const float y = src[i] * factor * gamma[i];
-    return y / (1.f + expf(-y));
-  };
-  if ((ci & 3) == 0) {  // 4 channels a lane-step: 16-byte loads, 8-byte stores
-    for (int64_t i = lane; i < ci / 4; i += 32) {
-      __align__(8) bf16 v[4];
+  if (!active) return;
+  bf16* dst = padded + pixel * cp;
+  for (int64_t g = lane; g < groups; g += lanes) {
+    float v[8];
+    load8(g, v);  // the second read of a pixel's channels comes from L1
+    __align__(16) bf16 out[8];
 #pragma unroll
-      for (int e = 0; e < 4; ++e) v[e] = __float2bfloat16_rn(value(4 * i + e));
-      reinterpret_cast<uint2*>(dst)[i] = *reinterpret_cast<const uint2*>(v);
+    for (int e = 0; e < 8; ++e) {
+      float y = v[e];
+      if (gamma && g * 8 + e < ci) {
+        y = y * factor * gamma[g * 8 + e];
+        y = y / (1.f + expf(-y));
+      }
+      out[e] = __float2bfloat16_rn(y);
     }
-  } else {
-    for (int64_t i = lane; i < ci; i += 32) dst[i] = __float2bfloat16_rn(value(i));
+    reinterpret_cast<uint4*>(dst)[g] = *reinterpret_cast<const uint4*>(out);
   }
-  for (int64_t i = ci + lane; i < cp; i += 32) dst[i] = __float2bfloat16_rn(0.f);
 }
 
 __global__ void conv_pack_weight_kernel(bf16* packed, const float* weight, int64_t co, int64_t taps, int64_t ci,
@@ -293,10 +308,12 @@ void conv_pack_input(void* padded, const float* history, int64_t history_frames,
                      cudaStream_t stream) {
   const int64_t pixels = (history_frames + frames) * (hi + 2 * pad_h) * (wi + 2 * pad_w);
   if (pixels == 0) return;
-  const int64_t blocks = (pixels + kPackPixelsPerBlock - 1) / kPackPixelsPerBlock;
+  int lanes = 1;
+  while (lanes < 32 && lanes * 8 < cp) lanes *= 2;
+  const int64_t blocks = (pixels * lanes + kThreads - 1) / kThreads;
   if (blocks > INT_MAX) throw std::invalid_argument("cuda conv3d: input too large to pack");
   conv_pack_input_kernel<<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(
-      static_cast<bf16*>(padded), history, history_frames, x, gamma, hi, wi, ci, cp, pad_h, pad_w, pixels);
+      static_cast<bf16*>(padded), history, history_frames, x, gamma, hi, wi, ci, cp, pad_h, pad_w, pixels, lanes);
   check_launch();
 }
 

@@ -360,7 +360,8 @@ void CudaBackend::attention(Tensor& out, Tensor* lse, const Tensor& q, const Ten
                        stream_);
 }
 
-// One head as S = q·kᵀ (cuBLASLt, fp32), softmax(scale·S) with the log-sum-exp, out = P·v, in query chunks that
+// One head as S = q·kᵀ (cuBLASLt, TF32 tensor cores with fp32 accumulation: the convolutions around it round
+// to bf16, coarser), softmax(scale·S) with the log-sum-exp, out = P·v, in query chunks that
 // keep S within 256 MiB (6,240 latent pixels at 480p: one chunk; 14,400 at 720p: four).
 void CudaBackend::attention_f32_by_gemm(Tensor& out, Tensor* lse, const Tensor& q, const Tensor& k, const Tensor& v,
                                         int64_t keys, float scale) {
@@ -376,10 +377,10 @@ void CudaBackend::attention_f32_by_gemm(Tensor& out, Tensor* lse, const Tensor& 
   for (int64_t r0 = 0; r0 < lq; r0 += chunk) {
     const int64_t rows = std::min(chunk, lq - r0);
     Tensor s = scores.slice(0, rows);
-    gemm_->linear(s, q2.slice(r0, r0 + rows), k2, nullptr, Epilogue::none);
+    gemm_->linear(s, q2.slice(r0, r0 + rows), k2, nullptr, Epilogue::none, /*tf32=*/true);
     cuda::softmax_rows(s.ptr<float>(), lse ? lse->ptr<float>() + r0 : nullptr, rows, keys, scale, stream_);
     Tensor o = out2.slice(r0, r0 + rows);
-    gemm_->linear(o, s, vt, nullptr, Epilogue::none);
+    gemm_->linear(o, s, vt, nullptr, Epilogue::none, /*tf32=*/true);
   }
   arena().rewind(mark);
 }

@@ -79,7 +79,8 @@ const Gemm::Plan* Gemm::plan(const Key& key) {
   try {
     // fp32 accumulation and scale for both input types; with f32 inputs CUBLAS_COMPUTE_32F is plain fp32 (TF32
     // only with CUBLAS_COMPUTE_32F_FAST_TF32): these are the small time/head GEMMs the reference keeps in fp32.
-    DITRUN_CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    DITRUN_CUBLAS_CHECK(cublasLtMatmulDescCreate(
+        &p.desc, key.tf32 && key.in == DType::f32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F, CUDA_R_32F));
     set_desc(p.desc, CUBLASLT_MATMUL_DESC_TRANSA, CUBLAS_OP_T);
     set_desc(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, CUBLAS_OP_N);
     // cuBLASLt's GELU epilogue is the tanh approximation: PyTorch's addmm_activation, when it cannot use
@@ -146,7 +147,8 @@ const void* Gemm::staged_bias(const Tensor& bias, DType to) {
   return bias_buffer_;
 }
 
-void Gemm::linear(Tensor& out, const Tensor& x, const Tensor& w, const Tensor* bias, Epilogue epilogue) {
+void Gemm::linear(Tensor& out, const Tensor& x, const Tensor& w, const Tensor* bias, Epilogue epilogue,
+                  bool tf32) {
   const int64_t k = x.dim(-1), m = x.rows(), n = w.dim(0);
   if (w.numel() != n * k || out.rows() != m || out.dim(-1) != n || (bias && bias->numel() != n))
     throw std::invalid_argument("cuda linear: " + describe(out, x, w) +
@@ -170,7 +172,8 @@ void Gemm::linear(Tensor& out, const Tensor& x, const Tensor& w, const Tensor* b
           epilogue,
           alignment_of(w.data()),
           alignment_of(x.data()),
-          alignment_of(out.data())};
+          alignment_of(out.data()),
+          tf32 && x.dtype() == DType::f32};
   const void* bias_ptr = bias ? bias->data() : nullptr;
   // cuBLASLt takes a bias of D's type only (bf16 A/B: bf16 bias for bf16 D, f32 for f32 D; it answers
   // INVALID_VALUE otherwise), and its epilogue reads it with vector loads that no preference covers: any other

@@ -21,9 +21,11 @@ class Gemm {
   Gemm(const Gemm&) = delete;
   Gemm& operator=(const Gemm&) = delete;
 
-  // The Backend::linear contract. x,w bf16 -> out bf16 or f32; x,w f32 -> out f32 (fp32 math, no TF32).
+  // The Backend::linear contract. x,w bf16 -> out bf16 or f32; x,w f32 -> out f32 (fp32 math, no TF32 unless
+  // `tf32`: f32 operands rounded to TF32 on tensor cores, fp32 accumulation; for the VAE's attention).
   // bias (optional) f32 or bf16 [N]; one of another dtype than out is converted first (cuBLASLt's rule).
-  void linear(Tensor& out, const Tensor& x, const Tensor& w, const Tensor* bias, Epilogue epilogue);
+  void linear(Tensor& out, const Tensor& x, const Tensor& w, const Tensor* bias, Epilogue epilogue,
+              bool tf32 = false);
 
  private:
   static constexpr int kNoBias = -1;
@@ -34,6 +36,7 @@ class Gemm {
     Epilogue epilogue;
     // Base-pointer alignment (bytes, ≤ 256) of w, x and out: cuBLASLt picks kernels that rely on it.
     uint32_t align_w, align_x, align_out;
+    bool tf32;
     auto operator<=>(const Key&) const = default;
   };
   struct Plan {
