@@ -630,9 +630,11 @@ TEST_F(CudaOps, CausalConv3dBuildsItsOperandFromHistoryAndNormalisedFrames) {
     Tensor gh = c.history ? gpu(hs, h_shape, DType::f32) : Tensor();
     Tensor gx = gpu(xs, x_shape, DType::f32), gw = gpu(ws, w_shape, DType::f32);
     Tensor gb = gpu(bs, {c.co}, DType::f32), gg = gpu(gs, {c.ci}, DType::f32);
-    Tensor go = gpu_->allocate(out_shape, DType::f32);
+    // A residual on the normalised cases (a residual block's conv2 with its shortcut).
+    const auto rs = random(shape_numel(out_shape), 206, -1.f, 1.f);
+    Tensor gr = gpu(rs, out_shape, DType::f32), go = gpu_->allocate(out_shape, DType::f32);
     gpu_->causal_conv3d(go, c.history ? &gh : nullptr, gx, c.norm ? &gg : nullptr, gw, &gb, static_cast<int>(c.pad_h),
-                        static_cast<int>(pad_w));
+                        static_cast<int>(pad_w), c.norm ? &gr : nullptr);
     const auto got = fetch(*gpu_, go);
     // The CPU's whole input, normalised as the op does, then rounded to bf16 on the host.
     std::vector<float> joined(hs);
@@ -643,10 +645,12 @@ TEST_F(CudaOps, CausalConv3dBuildsItsOperandFromHistoryAndNormalisedFrames) {
     Tensor cin16 = cpu(rounded(fetch(cpu_, cin), DType::bf16), in_shape), cw16 = cpu(rounded(ws, DType::bf16), w_shape);
     Tensor co16 = cpu_.allocate(out_shape, DType::f32);
     cpu_.conv3d(co16, cin16, cw16, &cb, static_cast<int>(c.pad_h), static_cast<int>(pad_w));
+    Tensor cr = cpu(rs, out_shape);
+    if (c.norm) cpu_.add(co16, cr);
     Tensor ch = c.history ? cpu(hs, h_shape) : Tensor();
     Tensor cx = cpu(xs, x_shape), cw = cpu(ws, w_shape), co = cpu_.allocate(out_shape, DType::f32);
     cpu_.causal_conv3d(co, c.history ? &ch : nullptr, cx, c.norm ? &cg : nullptr, cw, &cb, static_cast<int>(c.pad_h),
-                       static_cast<int>(pad_w));
+                       static_cast<int>(pad_w), c.norm ? &cr : nullptr);
     const std::string what = "causal_conv3d history " + std::to_string(c.history) + " x " + shape_string(x_shape) +
                              " weight " + shape_string(w_shape) + " norm " + std::to_string(c.norm);
     EXPECT_LE(relative_l2(got, fetch(cpu_, co16)), 1e-4) << what << " vs the bf16-rounded operands";

@@ -120,9 +120,11 @@ class Backend {
   // first when gamma [C] is given (the norm is per pixel, so a cache of raw frames normalised here equals the
   // reference's cache of normalised ones), then conv3d as above: out [h + n − kt + 1, ...]. The default composes
   // the other ops through a scratch copy; a backend may fuse it (CUDA builds the convolution's bf16 operand
-  // straight from history and x).
+  // straight from history and x). residual (optional, out's shape) is added to the result: a residual block's
+  // shortcut (spec §4.2).
   virtual void causal_conv3d(Tensor& out, const Tensor* history, const Tensor& x, const Tensor* gamma,
-                             const Tensor& weight, const Tensor* bias, int pad_h, int pad_w);
+                             const Tensor& weight, const Tensor* bias, int pad_h, int pad_w,
+                             const Tensor* residual = nullptr);
   // The VAE's RMS_norm over the last dim (spec §4.2): y = x / max(‖x‖₂, 1e-12)·sqrt(D)·gamma[D] (no eps inside a
   // root, unlike rms_norm), then y·sigmoid(y) when `then_silu` (every VAE norm but the attention's is followed by
   // SiLU). out may alias x.

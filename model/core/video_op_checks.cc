@@ -43,8 +43,12 @@ Conv3dSizes conv3d(const char* backend, const Tensor& out, const Tensor& in, con
 }
 
 Conv3dSizes causal_conv3d(const char* backend, const Tensor& out, const Tensor* history, const Tensor& x,
-                          const Tensor* gamma, const Tensor& weight, const Tensor* bias, int pad_h, int pad_w) {
-  require_f32(backend, "causal_conv3d", {&out, history, &x, gamma, &weight, bias});
+                          const Tensor* gamma, const Tensor& weight, const Tensor* bias, int pad_h, int pad_w,
+                          const Tensor* residual) {
+  require_f32(backend, "causal_conv3d", {&out, history, &x, gamma, &weight, bias, residual});
+  if (residual && residual->shape() != out.shape())
+    invalid(backend, "causal_conv3d",
+            "residual " + shape_string(residual->shape()) + " for out " + shape_string(out.shape()));
   require_rank(backend, "causal_conv3d", x, 4, "x");
   if (history) {
     require_rank(backend, "causal_conv3d", *history, 4, "history");

@@ -60,8 +60,8 @@ __device__ __forceinline__ void mma_bf16(float (&c)[4], const uint32_t (&a)[4], 
 template <int BN, int KW>
 __global__ void __launch_bounds__(kConvThreads, 2) conv3d_igemm_kernel(
     float* __restrict__ out, const bf16* __restrict__ in, const bf16* __restrict__ weight,
-    const float* __restrict__ bias, int kh, int tap_rows, int cp, int co, int in_rows, int m_total, int hp, int wp,
-    int ho, int wo) {
+    const float* __restrict__ bias, const float* __restrict__ residual, int kh, int tap_rows, int cp, int co,
+    int in_rows, int m_total, int hp, int wp, int ho, int wo) {
   constexpr int kWarpN = BN / 2;                   // channels per warp
   constexpr int kFragsN = kWarpN / 8;              // n8 fragments per warp (even: loaded in pairs)
   constexpr int kSlabRows = kTileM + KW - 1;
@@ -168,17 +168,23 @@ __global__ void __launch_bounds__(kConvThreads, 2) conv3d_igemm_kernel(
       if (p >= m_total) continue;
       const int t = p / plane, r = p - t * plane, y = r / wp, x = r - y * wp;
       if (y >= ho || x >= wo) continue;
-      float* row_out = out + ((static_cast<int64_t>(t) * ho + y) * wo + x) * co;
+      const int64_t row_offset = ((static_cast<int64_t>(t) * ho + y) * wo + x) * co;
+      float* row_out = out + row_offset;
+      const float* row_res = residual ? residual + row_offset : nullptr;
 #pragma unroll
       for (int j = 0; j < kFragsN; ++j) {
         const int n = n0 + warp_n * kWarpN + j * 8 + (lane & 3) * 2;
         const float v0 = acc[i][j][half * 2], v1 = acc[i][j][half * 2 + 1];
         if (n + 1 < co && (co & 1) == 0) {
-          const float2 bv = bias ? make_float2(bias[n], bias[n + 1]) : make_float2(0.f, 0.f);
-          *reinterpret_cast<float2*>(row_out + n) = make_float2(v0 + bv.x, v1 + bv.y);
+          float2 add = bias ? make_float2(bias[n], bias[n + 1]) : make_float2(0.f, 0.f);
+          if (row_res) {
+            const float2 r = *reinterpret_cast<const float2*>(row_res + n);
+            add.x += r.x, add.y += r.y;
+          }
+          *reinterpret_cast<float2*>(row_out + n) = make_float2(v0 + add.x, v1 + add.y);
         } else {
-          if (n < co) row_out[n] = v0 + (bias ? bias[n] : 0.f);
-          if (n + 1 < co) row_out[n + 1] = v1 + (bias ? bias[n + 1] : 0.f);
+          if (n < co) row_out[n] = v0 + (bias ? bias[n] : 0.f) + (row_res ? row_res[n] : 0.f);
+          if (n + 1 < co) row_out[n + 1] = v1 + (bias ? bias[n + 1] : 0.f) + (row_res ? row_res[n + 1] : 0.f);
         }
       }
     }
@@ -204,7 +210,8 @@ __global__ void conv_pack_input_kernel(bf16* padded, const float* history, int64
   const bool vec = (ci & 7) == 0;
   auto load8 = [&](int64_t g, float (&v)[8]) {
     if (inside && vec && g * 8 < ci) {
-      const float4 lo = reinterpret_cast<const float4*>(src)[2 * g], hi4 = reinterpret_cast<const float4*>(src)[2 * g + 1];
+      const float4 lo = reinterpret_cast<const float4*>(src)[2 * g];
+      const float4 hi4 = reinterpret_cast<const float4*>(src)[2 * g + 1];
       v[0] = lo.x, v[1] = lo.y, v[2] = lo.z, v[3] = lo.w, v[4] = hi4.x, v[5] = hi4.y, v[6] = hi4.z, v[7] = hi4.w;
     } else {
 #pragma unroll
@@ -259,8 +266,9 @@ int tile_n(int64_t co) {
 }
 
 template <int BN, int KW>
-void launch(float* out, const bf16* in, const bf16* weight, const float* bias, int kh, int tap_rows, int cp, int co,
-            int cop, int in_rows, int m_total, int hp, int wp, int ho, int wo, cudaStream_t stream) {
+void launch(float* out, const bf16* in, const bf16* weight, const float* bias, const float* residual, int kh,
+            int tap_rows, int cp, int co, int cop, int in_rows, int m_total, int hp, int wp, int ho, int wo,
+            cudaStream_t stream) {
   constexpr size_t smem = static_cast<size_t>(kStages) * ((kTileM + KW - 1) + KW * BN) * kTileK * sizeof(bf16);
   static bool configured = false;  // the opt-in above 48 KiB, once per instantiation (per process: one device)
   if (!configured) {
@@ -269,34 +277,42 @@ void launch(float* out, const bf16* in, const bf16* weight, const float* bias, i
     configured = true;
   }
   const dim3 grid(static_cast<unsigned>((m_total + kTileM - 1) / kTileM), static_cast<unsigned>(cop / BN));
-  conv3d_igemm_kernel<BN, KW><<<grid, kConvThreads, smem, stream>>>(out, in, weight, bias, kh, tap_rows, cp, co,
-                                                                      in_rows, m_total, hp, wp, ho, wo);
+  conv3d_igemm_kernel<BN, KW><<<grid, kConvThreads, smem, stream>>>(
+      out, in, weight, bias, residual, kh, tap_rows, cp, co, in_rows, m_total, hp, wp, ho, wo);
   check_launch();
 }
 
+// The problem of one convolution call, as the launchers pass it on.
+struct ConvCall {
+  float* out;
+  const bf16* in;
+  const bf16* weight;
+  const float* bias;
+  const float* residual;
+  int kh, tap_rows, cp, co, cop, in_rows, m_total, hp, wp, ho, wo;
+};
+
+template <int BN, int KW>
+void launch(const ConvCall& c, cudaStream_t stream) {
+  launch<BN, KW>(c.out, c.in, c.weight, c.bias, c.residual, c.kh, c.tap_rows, c.cp, c.co, c.cop, c.in_rows, c.m_total,
+                 c.hp, c.wp, c.ho, c.wo, stream);
+}
+
 template <int KW>
-void launch_for_width(int bn, float* out, const bf16* in, const bf16* weight, const float* bias, int kh,
-                      int tap_rows, int cp, int co, int cop, int in_rows, int m_total, int hp, int wp, int ho, int wo,
-                      cudaStream_t stream) {
+void launch_for_width(int bn, const ConvCall& c, cudaStream_t stream) {
   switch (bn) {
-    case 32:
-      return launch<32, KW>(out, in, weight, bias, kh, tap_rows, cp, co, cop, in_rows, m_total, hp, wp, ho, wo,
-                            stream);
-    case 64:
-      return launch<64, KW>(out, in, weight, bias, kh, tap_rows, cp, co, cop, in_rows, m_total, hp, wp, ho, wo,
-                            stream);
-    case 96:
-      return launch<96, KW>(out, in, weight, bias, kh, tap_rows, cp, co, cop, in_rows, m_total, hp, wp, ho, wo,
-                            stream);
-    default:
-      return launch<128, KW>(out, in, weight, bias, kh, tap_rows, cp, co, cop, in_rows, m_total, hp, wp, ho, wo,
-                             stream);
+    case 32: return launch<32, KW>(c, stream);
+    case 64: return launch<64, KW>(c, stream);
+    case 96: return launch<96, KW>(c, stream);
+    default: return launch<128, KW>(c, stream);
   }
 }
 
 }  // namespace
 
-int64_t conv_padded_in_channels(int64_t ci) { return (ci + kConvChannelStep - 1) / kConvChannelStep * kConvChannelStep; }
+int64_t conv_padded_in_channels(int64_t ci) {
+  return (ci + kConvChannelStep - 1) / kConvChannelStep * kConvChannelStep;
+}
 
 int64_t conv_padded_out_channels(int64_t co) {
   const int64_t bn = tile_n(co);
@@ -326,9 +342,9 @@ void conv_pack_weight(void* packed, const float* weight, int64_t co, int64_t tap
   check_launch();
 }
 
-void conv3d_igemm(float* out, const void* padded, const void* packed_weight, const float* bias, int64_t ti,
-                  int64_t hp, int64_t wp, int64_t cp, int64_t co, int64_t cop, int64_t kt, int64_t kh, int64_t kw,
-                  cudaStream_t stream) {
+void conv3d_igemm(float* out, const void* padded, const void* packed_weight, const float* bias,
+                  const float* residual, int64_t ti, int64_t hp, int64_t wp, int64_t cp, int64_t co, int64_t cop,
+                  int64_t kt, int64_t kh, int64_t kw, cudaStream_t stream) {
   const int64_t to = ti - kt + 1, ho = hp - kh + 1, wo = wp - kw + 1;
   if (to <= 0 || ho <= 0 || wo <= 0 || co == 0) return;
   if (kt * kh * kw > kMaxTaps || cp % kConvChannelStep != 0 || cop % tile_n(co) != 0 ||
@@ -341,12 +357,12 @@ void conv3d_igemm(float* out, const void* padded, const void* packed_weight, con
   const auto* in = static_cast<const bf16*>(padded);
   const auto* w = static_cast<const bf16*>(packed_weight);
   const int in_rows = static_cast<int>(ti * hp * wp), tap_rows = static_cast<int>(kt * kh);
+  const ConvCall call{out,      in,           w,        bias,     residual, int(kh), tap_rows, int(cp),
+                      int(co),  int(cop),     in_rows,  m_total,  int(hp),  int(wp), int(ho),  int(wo)};
   if (kw == 3)
-    launch_for_width<3>(tile_n(co), out, in, w, bias, int(kh), tap_rows, int(cp), int(co), int(cop), in_rows, m_total,
-                        int(hp), int(wp), int(ho), int(wo), stream);
+    launch_for_width<3>(tile_n(co), call, stream);
   else if (kw == 1)
-    launch_for_width<1>(tile_n(co), out, in, w, bias, int(kh), tap_rows, int(cp), int(co), int(cop), in_rows, m_total,
-                        int(hp), int(wp), int(ho), int(wo), stream);
+    launch_for_width<1>(tile_n(co), call, stream);
   else
     throw std::invalid_argument("cuda conv3d: kernel width " + std::to_string(kw) + " (1 or 3)");
 }

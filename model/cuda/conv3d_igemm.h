@@ -31,8 +31,9 @@ void conv_pack_weight(void* packed, const float* weight, int64_t co, int64_t tap
                       int64_t cp, cudaStream_t stream);
 // out f32 [ti − kt + 1, hp − kh + 1, wp − kw + 1, co] = bias + Σ_taps packed_in(shifted) · packed_weightᵀ,
 // from the operands above (hp, wp: the padded sizes). Kernel width kw 1 or 3 (the Wan-VAE has no other).
-void conv3d_igemm(float* out, const void* padded, const void* packed_weight, const float* bias, int64_t ti,
-                  int64_t hp, int64_t wp, int64_t cp, int64_t co, int64_t cop, int64_t kt, int64_t kh, int64_t kw,
-                  cudaStream_t stream);
+// residual (optional, out's layout) is added in the epilogue.
+void conv3d_igemm(float* out, const void* padded, const void* packed_weight, const float* bias,
+                  const float* residual, int64_t ti, int64_t hp, int64_t wp, int64_t cp, int64_t co, int64_t cop,
+                  int64_t kt, int64_t kh, int64_t kw, cudaStream_t stream);
 
 }  // namespace ditrun::cuda

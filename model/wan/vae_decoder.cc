@@ -71,17 +71,19 @@ Tensor VaeDecoder::causal_conv(const VaeConv& conv, int slot_index, const Tensor
   return y;
 }
 
-Tensor VaeDecoder::norm_silu_causal_conv(const Tensor& gamma, const VaeConv& conv, int slot_index, const Tensor& x) {
-  if (rows_split()) return band_conv(conv, slot_index, x, &gamma);
+Tensor VaeDecoder::norm_silu_causal_conv(const Tensor& gamma, const VaeConv& conv, int slot_index, const Tensor& x,
+                                         const Tensor* residual, Tensor* into) {
+  if (rows_split()) return band_conv(conv, slot_index, x, &gamma, residual, into);
   const int64_t n = x.dim(0), h = x.dim(1), w = x.dim(2), c = x.dim(3);
   CacheSlot& cache = slot(slot_index, h, w, c);
-  Tensor y = backend_.scratch({n, h, w, conv.w.dim(0)}, DType::f32);
-  backend_.causal_conv3d(y, &cache.frames, x, &gamma, conv.w, &conv.b, 1, 1);
+  Tensor y = into ? *into : backend_.scratch({n, h, w, conv.w.dim(0)}, DType::f32);
+  backend_.causal_conv3d(y, &cache.frames, x, &gamma, conv.w, &conv.b, 1, 1, residual);
   keep_history(cache, x);
   return y;
 }
 
-Tensor VaeDecoder::band_conv(const VaeConv& conv, int slot_index, const Tensor& x, const Tensor* gamma) {
+Tensor VaeDecoder::band_conv(const VaeConv& conv, int slot_index, const Tensor& x, const Tensor* gamma,
+                             const Tensor* residual, Tensor* into) {
   const int64_t n = x.dim(0), h = x.dim(1), w = x.dim(2), c = x.dim(3);
   const int64_t history = slot_index >= 0 ? kCacheFrames : 0;
   CacheSlot* cache = slot_index >= 0 ? &slot(slot_index, h + 2, w, c) : nullptr;
@@ -92,10 +94,10 @@ Tensor VaeDecoder::band_conv(const VaeConv& conv, int slot_index, const Tensor& 
   }
   parallel::exchange_halo_rows(backend_, *group_, rows);
   const int64_t kt = conv.w.dim(1), kw = conv.w.dim(3);
-  Tensor y = backend_.scratch({history + n - kt + 1, h, w, conv.w.dim(0)}, DType::f32);
+  Tensor y = into ? *into : backend_.scratch({history + n - kt + 1, h, w, conv.w.dim(0)}, DType::f32);
   // H padding: the halos. The norm (when gamma is given) runs on the halo rows too: it is per pixel.
   backend_.causal_conv3d(y, cache ? &cache->frames : nullptr, rows, gamma, conv.w, &conv.b, /*pad_h=*/0,
-                         static_cast<int>(kw / 2));
+                         static_cast<int>(kw / 2), residual);
   if (cache) keep_history(*cache, rows);  // with their halos: the neighbours' rows of those frames do not change
   return y;
 }
@@ -114,10 +116,8 @@ Tensor VaeDecoder::residual_block(const VaeResidualBlock& block, int& next_slot,
     backend_.linear(rows_out, x.view({n * h * w, ci}), block.shortcut.w, &block.shortcut.b, Epilogue::none);
   }
   const Tensor y = norm_silu_causal_conv(block.norm1, block.conv1, next_slot++, x);
-  const Tensor out = norm_silu_causal_conv(block.norm2, block.conv2, next_slot++, y);
-  const Tensor* sum[] = {&out, &shortcut};
-  const float ones[] = {1.f, 1.f};
-  backend_.lincomb(result, ones, sum);
+  // conv2 writes result = conv2(…) + shortcut (the sum in the convolution's epilogue on the GPU).
+  norm_silu_causal_conv(block.norm2, block.conv2, next_slot++, y, &shortcut, &result);
   return result;
 }
 

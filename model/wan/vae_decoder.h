@@ -71,14 +71,17 @@ class VaeDecoder {
 
   // The layers on channels-last activations [n, H, W, C]; each returns a scratch tensor.
   Tensor causal_conv(const VaeConv& conv, int slot_index, const Tensor& x);
-  Tensor norm_silu_causal_conv(const Tensor& gamma, const VaeConv& conv, int slot_index, const Tensor& x);
+  // residual (optional) is added to the result; into (optional) receives it instead of a new scratch tensor.
+  Tensor norm_silu_causal_conv(const Tensor& gamma, const VaeConv& conv, int slot_index, const Tensor& x,
+                               const Tensor* residual = nullptr, Tensor* into = nullptr);
   Tensor residual_block(const VaeResidualBlock& block, int& next_slot, const Tensor& x);
   Tensor attention_block(const VaeAttentionBlock& block, const Tensor& x);
   Tensor upsample(const VaeUpsampler& up, int& next_slot, const Tensor& x, bool first_chunk);
   // A convolution with a 3×3 spatial kernel on this rank's band of rows: its input (x, or RMS_norm + SiLU of x when
   // `gamma` is given) gets one halo row above and below from the neighbours, and the cached history (slot_index
   // ≥ 0; −1 for none) holds the input frames with their halos, so later chunks need no re-exchange.
-  Tensor band_conv(const VaeConv& conv, int slot_index, const Tensor& x, const Tensor* gamma);
+  Tensor band_conv(const VaeConv& conv, int slot_index, const Tensor& x, const Tensor* gamma,
+                   const Tensor* residual = nullptr, Tensor* into = nullptr);
   Tensor band_attention_block(const VaeAttentionBlock& block, const Tensor& x);
 
   Backend& backend_;
