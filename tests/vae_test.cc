@@ -99,7 +99,9 @@ TEST(VaeDecoder, GoldenDecodeMatchesDiffusersOnTheCpu) {
 
 // The same on the GPU when there is one. The convolutions multiply bf16 copies of activations and weights (fp32
 // accumulation, conv3d_igemm.h): each of the decoder's ~30 convolutions adds ~2e-3 of rounding (cuda_ops_test
-// Conv3d), partly cancelling; 2e-2 is about ten bf16 roundings' worth.
+// Conv3d), partly cancelling, and the random tiny weights amplify it: 1.90e-2 to 1.95e-2 measured on an H100
+// (2026-11-22) on one rank and two. 3e-2 leaves room for other GPUs' GEMM orders; a wrong tap, channel or cache
+// frame moves frames by far more (cuda_ops_test checks every convolution to 5e-5 of the bf16 operands' result).
 TEST(VaeDecoder, GoldenDecodeMatchesDiffusersOnCuda) {
   if (!cuda_backend_built()) GTEST_SKIP() << "built without CUDA";
   std::unique_ptr<Backend> be;
@@ -115,7 +117,7 @@ TEST(VaeDecoder, GoldenDecodeMatchesDiffusersOnCuda) {
   wan::VaeDecoder decoder = golden_decoder(*be);
   const double error = relative_l2(decoder.decode(latents, latent_shape), frames_first(golden, 3, 9, 48 * 64));
   std::printf("[cuda] VAE decode relative L2 vs diffusers: %.2e\n", error);
-  EXPECT_LT(error, 2e-2);
+  EXPECT_LT(error, 3e-2);
 }
 
 // diffusers decodes one latent frame at a time with the feature cache, and make_vae_golden.py checks that this

@@ -67,7 +67,7 @@ PY
 done
 
 job() {  # name, parallel keys
-  printf '[model]\nname = "random:1.3b"\n[parallel]\n%s\n[sampling]\nsteps = 3\nframes = 17\nwidth = 416\nheight = 240\n[output]\ndir = "%s/out-%s"\n[prompts]\nlist = ["a fox"]\nembeddings = "%s/emb.h5"\n' "$2" "$work" "$1" "$work" >"$work/$1.toml"
+  printf '[model]\nname = "random:1.3b"\n[parallel]\n%s\n[sampling]\nsteps = 3\nframes = 17\nwidth = 416\nheight = 240\n[output]\ndir = "%s/out-%s"\ncodec = "y4m"\n[prompts]\nlist = ["a fox"]\nembeddings = "%s/emb.h5"\n' "$2" "$work" "$1" "$work" >"$work/$1.toml"
 }
 job one "replicas = 1"
 check "ditrun run, 1 GPU (reference)" "$results/run_one.log" "$build/ditrun" run "$work/one.toml" --backend cuda
@@ -103,7 +103,7 @@ rows+=("$(python3 - "$work/vae_frames.h5" "$golden/vae_decode.h5" <<'PY'
 import sys, h5py, numpy as np
 a, b = h5py.File(sys.argv[1])["frames"][:], h5py.File(sys.argv[2])["frames"][:]
 e = float(np.linalg.norm(a - b) / np.linalg.norm(b))
-print(f"  -> frames vs diffusers: relative L2 {e:.2e} ({'ok' if e < 2e-2 else 'TOO FAR'})")
+print(f"  -> frames vs diffusers: relative L2 {e:.2e} ({'ok' if e < 3e-2 else 'TOO FAR'})")
 PY
 )")
 print_table

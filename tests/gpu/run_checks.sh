@@ -17,14 +17,14 @@ DITRUN_GOLDEN_DIR="$here/tests/golden" check "golden_test (diffusers goldens, CP
   "$build/tests/golden_test"
 check "vae_test (VAE decoder, diffusers golden on CUDA)" "$results/vae.log" "$build/tests/vae_test"
 # The whole decode path on the GPU: the golden through `ditrun vae-decode --backend cuda` (bf16 tensor-core
-# convolutions: the bound of vae_test, 2e-2).
+# convolutions: the bound of vae_test, 3e-2).
 check "vae-decode --backend cuda vs golden" "$results/vae_decode.log" "$build/ditrun" vae-decode --backend cuda \
   --vae "$here/tests/golden/tiny_vae" --in "$here/tests/golden/vae_decode.h5" --out "$results/vae_frames.h5"
 rows+=("$(python3 - "$results/vae_frames.h5" "$here/tests/golden/vae_decode.h5" <<'PY'
 import sys, h5py, numpy as np
 a, b = h5py.File(sys.argv[1])["frames"][:], h5py.File(sys.argv[2])["frames"][:]
 e = float(np.linalg.norm(a - b) / np.linalg.norm(b))
-print(f"  -> frames vs diffusers: relative L2 {e:.2e} ({'ok' if e < 2e-2 else 'TOO FAR'})")
+print(f"  -> frames vs diffusers: relative L2 {e:.2e} ({'ok' if e < 3e-2 else 'TOO FAR'})")
 PY
 )")
 check "dit_slice_check $slice_config 832x480x81" "$results/slice.log" "$build/tests/dit_slice_check" --config "$slice_config"
