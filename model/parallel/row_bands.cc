@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "comm/strided_copy.h"
+
 namespace ditrun::parallel {
 
 namespace {
@@ -35,17 +37,22 @@ void exchange_halo_rows(Backend& be, comm::Comm& group, Tensor& frames) {
   const int me = group.rank();
   const int above = me > 0 ? me - 1 : -1, below = me + 1 < group.size() ? me + 1 : -1;
   const comm::Stream stream{be.stream_handle()};
-  // The rows every frame sends and receives, packed into one buffer per direction: two messages per call instead
-  // of two per frame (halo rows are small, so a message costs latency, not bandwidth).
+  // The rows every frame sends and receives, packed into one buffer per direction with one pitched copy each:
+  // two messages and four copies per call, whatever the frame count (halo rows are small: a message or a copy
+  // costs its latency, not bandwidth).
   const Arena::Mark mark = be.arena().mark();
   Tensor first_rows = be.scratch({n, row}, DType::f32), last_rows = be.scratch({n, row}, DType::f32);
   Tensor from_below = be.scratch({n, row}, DType::f32), from_above = be.scratch({n, row}, DType::f32);
-  for (int64_t f = 0; f < n; ++f) {
-    const Tensor rows = frames.slice(f, f + 1).view({padded, row});
-    Tensor first = rows_of(first_rows, f, 1), last = rows_of(last_rows, f, 1);
-    if (above >= 0) be.copy(first, rows_of(rows, 1, 1));
-    if (below >= 0) be.copy(last, rows_of(rows, padded - 2, 1));
-  }
+  const comm::Memory memory = group.memory();
+  const size_t row_bytes = static_cast<size_t>(row) * sizeof(float), frame_bytes = padded * row_bytes;
+  char* base = static_cast<char*>(frames.data());
+  const auto frames_count = static_cast<size_t>(n);
+  if (above >= 0)
+    comm::copy_strided(memory, first_rows.data(), row_bytes, base + row_bytes, frame_bytes, row_bytes, frames_count,
+                       stream);
+  if (below >= 0)
+    comm::copy_strided(memory, last_rows.data(), row_bytes, base + (padded - 2) * row_bytes, frame_bytes, row_bytes,
+                       frames_count, stream);
   const auto count = static_cast<size_t>(n * row);
   // Upward: my first band rows go to the rank above, my bottom halos come from the rank below. Downward: my last
   // band rows go below, my top halos come from above. Each pair of ranks sees messages in one direction per
@@ -54,19 +61,28 @@ void exchange_halo_rows(Backend& be, comm::Comm& group, Tensor& frames) {
   pending.push_back(group.send_recv(first_rows.data(), above, from_below.data(), below, count, DType::f32, stream));
   pending.push_back(group.send_recv(last_rows.data(), below, from_above.data(), above, count, DType::f32, stream));
   for (auto& p : pending) p->wait(stream);
-  for (int64_t f = 0; f < n; ++f) {
-    const Tensor rows = frames.slice(f, f + 1).view({padded, row});
-    Tensor top = rows_of(rows, 0, 1), bottom = rows_of(rows, padded - 1, 1);
-    if (above >= 0) be.copy(top, rows_of(from_above, f, 1));
-    if (below >= 0) be.copy(bottom, rows_of(from_below, f, 1));
-  }
+  // Received halos into place; at the image border the zero padding of the single-rank convolution (spec §4.2).
+  if (above >= 0)
+    comm::copy_strided(memory, base, frame_bytes, from_above.data(), row_bytes, row_bytes, frames_count, stream);
+  else
+    comm::zero_strided(memory, base, frame_bytes, row_bytes, frames_count, stream);
+  if (below >= 0)
+    comm::copy_strided(memory, base + (padded - 1) * row_bytes, frame_bytes, from_below.data(), row_bytes, row_bytes,
+                       frames_count, stream);
+  else
+    comm::zero_strided(memory, base + (padded - 1) * row_bytes, frame_bytes, row_bytes, frames_count, stream);
   be.arena().rewind(mark);
-  // The image border: the zero padding of the single-rank convolution (spec §4.2).
-  for (int64_t f = 0; f < n; ++f) {
-    const Tensor rows = frames.slice(f, f + 1).view({padded, row});
-    if (above < 0) zero(be, rows_of(rows, 0, 1));
-    if (below < 0) zero(be, rows_of(rows, padded - 1, 1));
-  }
+}
+
+void place_band_rows(Backend& be, comm::Comm& group, const Tensor& band, Tensor& frames) {
+  const int64_t n = band.dim(0), h = band.dim(1);
+  if (band.rank() != 4 || frames.shape() != Shape{n, h + 2, band.dim(2), band.dim(3)} || band.dtype() != DType::f32 ||
+      frames.dtype() != DType::f32)
+    throw std::invalid_argument("place_band_rows: band " + shape_string(band.shape()) + " into frames " +
+                                shape_string(frames.shape()));
+  const size_t row_bytes = static_cast<size_t>(band.dim(2) * band.dim(3)) * sizeof(float);
+  comm::copy_strided(group.memory(), static_cast<char*>(frames.data()) + row_bytes, (h + 2) * row_bytes, band.data(),
+                     h * row_bytes, h * row_bytes, static_cast<size_t>(n), comm::Stream{be.stream_handle()});
 }
 
 void gather_row_bands(Backend& be, comm::Comm& group, const Tensor& band, Tensor& whole, int64_t rows,

@@ -26,6 +26,9 @@ RowBand row_band(int64_t rows, int parts, int index);
 // zeros at the top and bottom of the image (what the single-rank convolution's zero padding reads there).
 // Collective over `group` (point-to-point with the neighbours, on the backend's stream).
 void exchange_halo_rows(Backend& be, comm::Comm& group, Tensor& frames);
+// band [n, h, W, C] into rows 1..h of frames [n, h + 2, W, C] (both contiguous f32), the layout exchange_halo_rows
+// completes: one pitched copy in the group's memory, on the backend's stream.
+void place_band_rows(Backend& be, comm::Comm& group, const Tensor& band, Tensor& frames);
 
 // Whole frames from every rank's band: band [outer, s·count_r, inner] of this rank r -> whole [outer, s·rows,
 // inner] on every rank, where band r = row_band(rows, group size, r) and s = `scale` (the resolution over the

@@ -88,10 +88,7 @@ Tensor VaeDecoder::band_conv(const VaeConv& conv, int slot_index, const Tensor& 
   const int64_t history = slot_index >= 0 ? kCacheFrames : 0;
   CacheSlot* cache = slot_index >= 0 ? &slot(slot_index, h + 2, w, c) : nullptr;
   Tensor rows = backend_.scratch({n, h + 2, w, c}, DType::f32);
-  for (int64_t f = 0; f < n; ++f) {  // the band into rows 1..h of each frame
-    Tensor band = rows.slice(f, f + 1).view({h + 2, w, c}).slice(1, h + 1);
-    backend_.copy(band, x.slice(f, f + 1).view({h, w, c}));
-  }
+  parallel::place_band_rows(backend_, *group_, x, rows);  // the band into rows 1..h of each frame
   parallel::exchange_halo_rows(backend_, *group_, rows);
   const int64_t kt = conv.w.dim(1), kw = conv.w.dim(3);
   Tensor y = into ? *into : backend_.scratch({history + n - kt + 1, h, w, conv.w.dim(0)}, DType::f32);
