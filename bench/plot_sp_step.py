@@ -29,11 +29,13 @@ def main():
         ax.set_title(f"{doc['config']} {doc['size']}x{doc.get('frames', 81)}\n1 GPU: {one / 1e3:.1f} s per CFG step",
                      fontsize=9)
         ax.set_xlabel("speedup over 1 GPU")
-        ax.set_xlim(0, 5.6)
+        widest = max(r["ranks"] for r in rows)
+        ax.set_xlim(0, widest * 1.45)  # room for the labels beside the widest bar
         ax.legend(fontsize=7, loc="upper right")
-    device = json.load(open(files[0]))["device"][0].split(",")[0]
-    fig.suptitle(f"ditrun time per denoising step, {device} x4 (NVLink), "
-                 f"{json.load(open(files[0]))['date']}", fontsize=10)
+    first = json.load(open(files[0]))
+    device, gpus = first["device"][0].split(",")[0], len(first["device"])
+    fig.suptitle(f"ditrun time per denoising step, {device} x{gpus} (one host, NVLink), {first['date']}",
+                 fontsize=10)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
 
