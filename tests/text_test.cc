@@ -109,17 +109,12 @@ TEST(RelativePosition, KnownBucketsAndTheTransformersTable) {
   for (size_t i = 0; i < got.size(); ++i) EXPECT_EQ(got[i], want[i]) << "offset " << static_cast<int64_t>(i) - 511;
 }
 
-TEST(Umt5Encoder, TinyMatchesTransformersWithin1e4) {
-  auto cpu = make_cpu_backend();
+// The tiny golden encoder (tests/golden/tiny_umt5) on `backend` against transformers' hidden states of every golden
+// prompt: each within `bound` relative L2; returns the worst.
+double worst_error_on_the_golden_prompts(Backend& backend, double bound) {
   const fs::path dir = kGolden / "tiny_umt5" / "text_encoder";
   const Umt5Config config = umt5_config_from_json(dir / "config.json");
-  const Umt5Config tiny = umt5_config_tiny();
-  EXPECT_EQ(config.vocab, tiny.vocab);
-  EXPECT_EQ(config.d_model, tiny.d_model);
-  EXPECT_EQ(config.layers, tiny.layers);
-  EXPECT_EQ(config.heads, tiny.heads);
-  EXPECT_EQ(config.d_ff, tiny.d_ff);
-  Umt5Encoder encoder(*cpu, config, load_umt5_weights(*cpu, config, dir));
+  Umt5Encoder encoder(backend, config, load_umt5_weights(backend, config, dir));
   const io::Hdf5File f(kGolden / "text_encoder.h5", io::Hdf5File::Mode::read);
   const int count = static_cast<int>(f.read_scalar("count"));
   double worst = 0;
@@ -130,16 +125,30 @@ TEST(Umt5Encoder, TinyMatchesTransformersWithin1e4) {
     const std::vector<int32_t> ids(ids64.begin(), ids64.begin() + length);
     std::vector<int64_t> shape;
     const std::vector<float> want = f.read_f32(g + "hidden", &shape);
-    ASSERT_EQ(shape, (std::vector<int64_t>{length, 64}));
+    EXPECT_EQ(shape, (std::vector<int64_t>{length, config.d_model}));
     const double err = testing::relative_l2(encoder.encode(ids), want);
-    EXPECT_LE(err, 1e-4) << "prompt " << i << " (" << length << " tokens)";
+    EXPECT_LE(err, bound) << "prompt " << i << " (" << length << " tokens) on " << backend.name();
     worst = std::max(worst, err);
   }
-  std::printf("tiny umT5 vs transformers (float64): worst relative L2 %.3g over %d prompts\n", worst, count);
+  return worst;
+}
+
+TEST(Umt5Encoder, TinyMatchesTransformersWithin1e4) {
+  auto cpu = make_cpu_backend();
+  const Umt5Config config = umt5_config_from_json(kGolden / "tiny_umt5" / "text_encoder" / "config.json");
+  const Umt5Config tiny = umt5_config_tiny();
+  EXPECT_EQ(config.vocab, tiny.vocab);
+  EXPECT_EQ(config.d_model, tiny.d_model);
+  EXPECT_EQ(config.layers, tiny.layers);
+  EXPECT_EQ(config.heads, tiny.heads);
+  EXPECT_EQ(config.d_ff, tiny.d_ff);
+  const double worst = worst_error_on_the_golden_prompts(*cpu, 1e-4);
+  std::printf("tiny umT5 vs transformers (float64): worst relative L2 %.3g\n", worst);
 }
 
 // The same golden on the GPU: bf16 weights and GEMM operands (fp32 residual stream and accumulation), so one
-// bf16 rounding per matrix product (~4e-3 relative, see cuda_ops_test) over 2 layers; 2e-2 bounds that.
+// bf16 rounding per matrix product (~4e-3 relative, see cuda_ops_test) over 2 layers; 2e-2 bounds that (9.3e-3
+// measured on an H100, 2026-11-22).
 TEST(Umt5Encoder, TinyMatchesTransformersOnCuda) {
   if (!cuda_backend_built()) GTEST_SKIP() << "built without CUDA";
   std::unique_ptr<Backend> gpu;
@@ -148,23 +157,8 @@ TEST(Umt5Encoder, TinyMatchesTransformersOnCuda) {
   } catch (const std::exception& e) {
     GTEST_SKIP() << "skipped: no CUDA device (" << e.what() << ")";
   }
-  const fs::path dir = kGolden / "tiny_umt5" / "text_encoder";
-  const Umt5Config config = umt5_config_from_json(dir / "config.json");
-  Umt5Encoder encoder(*gpu, config, load_umt5_weights(*gpu, config, dir));
-  const io::Hdf5File f(kGolden / "text_encoder.h5", io::Hdf5File::Mode::read);
-  const int count = static_cast<int>(f.read_scalar("count"));
-  double worst = 0;
-  for (int i = 0; i < count; ++i) {
-    const std::string g = "p/" + std::to_string(i) + "/";
-    const std::vector<int64_t> ids64 = f.read_i64(g + "ids");
-    const int length = static_cast<int>(f.read_scalar(g + "length"));
-    const std::vector<int32_t> ids(ids64.begin(), ids64.begin() + length);
-    const std::vector<float> want = f.read_f32(g + "hidden");
-    const double err = testing::relative_l2(encoder.encode(ids), want);
-    EXPECT_LE(err, 2e-2) << "prompt " << i << " (" << length << " tokens)";
-    worst = std::max(worst, err);
-  }
-  std::printf("[cuda] tiny umT5 vs transformers (float64): worst relative L2 %.3g over %d prompts\n", worst, count);
+  const double worst = worst_error_on_the_golden_prompts(*gpu, 2e-2);
+  std::printf("[cuda] tiny umT5 vs transformers (float64): worst relative L2 %.3g\n", worst);
 }
 
 TEST(Umt5Encoder, RandomTinyIsDeterministicAndFinite) {
