@@ -1,5 +1,6 @@
 // Attention on the GPU (bf16 q/k/v/out, fp32 softmax and log-sum-exp): a FlashAttention-2-style kernel with
-// mma.sync tensor-core tiles and online softmax. The Hopper (wgmma/TMA) kernels are their own work.
+// mma.sync tensor-core tiles and online softmax. CudaBackend::attention takes head dim 128 (every Wan2.1 DiT) to
+// the Hopper kernel (attention_sm90.h); this one serves the other widths (the tiny model) and unaligned operands.
 #pragma once
 #include <cstdint>
 
