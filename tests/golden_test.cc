@@ -74,6 +74,34 @@ TEST_P(Golden, DitForwardMatchesDiffusers) {
   EXPECT_GT(relative_l2(forward(dit, f, "x", "t", "context"), f.read_f64("v_null")), 0.1);
 }
 
+// Backend::run_recorded (CUDA graphs): the first forward runs directly, the second is recorded, later ones replay.
+// A replay must give the direct forward's numbers exactly, for a new timestep too (its sinusoid is uploaded
+// outside the recording); a forward with an observer always runs directly, the reference here.
+TEST_P(Golden, RecordedForwardsEqualDirectOnesBitForBit) {
+  const io::Hdf5File f(golden_dir() / "dit_forward.h5", io::Hdf5File::Mode::read);
+  wan::DiT dit = wan::make_dit(*backend_, wan::resolve_dit_source((golden_dir() / "tiny_dit").string()));
+  std::vector<int64_t> shape, cshape;
+  const auto x_host = f.read_f32("x", &shape);
+  const auto context = f.read_f32("context", &cshape);
+  Backend& be = *backend_;
+  Tensor x = be.allocate(shape, DType::f32), v = be.allocate(shape, DType::f32);
+  be.upload(x, x_host.data());
+  const auto cache = dit.encode_context(context, cshape[0]);
+  auto run = [&](double t) {
+    dit.forward(v, x, t, cache);
+    std::vector<float> out(x_host.size());
+    be.download(v, out.data());
+    return out;
+  };
+  const auto direct = run(900), recorded = run(900), replayed = run(900), replayed_other_t = run(300);
+  EXPECT_EQ(recorded, direct);
+  EXPECT_EQ(replayed, direct);
+  dit.set_block_observer([](int, const Tensor&) {});
+  const auto direct_other_t = run(300);
+  EXPECT_EQ(replayed_other_t, direct_other_t);
+  EXPECT_GT(relative_l2(direct_other_t, direct), 1e-3);  // the timestep reached the replay
+}
+
 TEST_P(Golden, OriginalWanNamesAndBf16CheckpointsLoad) {
   const io::Hdf5File f(golden_dir() / "dit_forward.h5", io::Hdf5File::Mode::read);
   wan::DiT wan_names = wan::make_dit(*backend_, wan::resolve_dit_source((golden_dir() / "tiny_dit_wan_names").string()));

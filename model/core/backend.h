@@ -2,6 +2,7 @@
 // fp32 math). Tensors are contiguous; "rows" means all leading dimensions folded, "D" the last dimension.
 #pragma once
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -37,6 +38,12 @@ class Backend {
   // The stream all of this backend's work is queued on (cudaStream_t), for communication that must follow it;
   // null on the CPU, where every op completes before it returns.
   virtual void* stream_handle() const { return nullptr; }
+  // Recorded work (CUDA graphs on the GPU). `work` must only queue this backend's ops on its stream — no host reads
+  // or uploads, no communication, no allocations but scratch — and queue the same ops every time it is called
+  // under `key` (which must name everything that changes them: tensors' addresses, shapes). The first call under
+  // a key (and scratch position) runs work() directly, warming caches and growing the arena; the second records
+  // it and runs the recording; later calls replay the recording without calling work(). The default runs work().
+  virtual void run_recorded(const std::string& /*key*/, const std::function<void()>& work) { work(); }
 
   // --- dense
   // out[M,N] = x[M,K] · w[N,K]ᵀ + bias[N], then the epilogue. x and w share a dtype (f32 or bf16); out f32 or bf16.

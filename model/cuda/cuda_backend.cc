@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <initializer_list>
 #include <stdexcept>
 #include <string>
@@ -63,6 +64,7 @@ CudaBackend::CudaBackend() {
   DITRUN_CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least_priority, &greatest_priority));
   DITRUN_CUDA_CHECK(cudaStreamCreateWithPriority(&comm_stream_, cudaStreamNonBlocking, greatest_priority));
   DITRUN_CUDA_CHECK(cudaEventCreateWithFlags(&compute_done_, cudaEventDisableTiming));
+  if (const char* env = std::getenv("DITRUN_CUDA_GRAPHS")) graphs_enabled_ = std::string(env) != "0";
   try {
     arena_ = std::make_unique<Arena>(
         [](size_t n) {
@@ -85,6 +87,8 @@ CudaBackend::~CudaBackend() {
   // Teardown: errors cannot be acted on here. Free everything before the stream that used it goes away.
   cudaStreamSynchronize(comm_stream_);
   cudaStreamSynchronize(stream_);
+  for (auto& [key, exec] : graphs_)
+    if (exec) cudaGraphExecDestroy(exec);
   gemm_.reset();
   if (staging_) cudaFree(staging_);
   arena_.reset();
@@ -93,6 +97,43 @@ CudaBackend::~CudaBackend() {
   cudaEventDestroy(compute_done_);
   cudaStreamDestroy(comm_stream_);
   cudaStreamDestroy(stream_);
+}
+
+void CudaBackend::run_recorded(const std::string& key, const std::function<void()>& work) {
+  if (!graphs_enabled_) {
+    work();
+    return;
+  }
+  // The scratch position is part of the key: a recording replays the scratch addresses it was made with.
+  const Arena::Mark mark = arena().mark();
+  const std::string where = key + "@" + std::to_string(mark.chunk) + ":" + std::to_string(mark.offset);
+  auto it = graphs_.find(where);
+  if (it == graphs_.end()) {  // first call: run directly (caches, cuBLASLt plans and the arena settle)
+    graphs_.emplace(where, nullptr);
+    work();
+    return;
+  }
+  if (!it->second) {
+    // Thread-local capture: this thread's work goes into the graph; a forbidden call in it (a synchronous copy,
+    // an allocation) fails the capture instead of running.
+    DITRUN_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+    cudaGraph_t graph = nullptr;
+    try {
+      work();
+    } catch (...) {
+      cudaStreamEndCapture(stream_, &graph);
+      if (graph) cudaGraphDestroy(graph);
+      graphs_.erase(it);
+      throw;
+    }
+    DITRUN_CUDA_CHECK(cudaStreamEndCapture(stream_, &graph));
+    cudaGraphExec_t exec = nullptr;
+    const cudaError_t made = cudaGraphInstantiate(&exec, graph, 0);
+    cudaGraphDestroy(graph);
+    DITRUN_CUDA_CHECK(made);
+    it->second = exec;
+  }
+  DITRUN_CUDA_CHECK(cudaGraphLaunch(it->second, stream_));
 }
 
 int CudaBackend::comm_mark() {

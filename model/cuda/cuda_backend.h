@@ -2,8 +2,9 @@
 // reference keeps fp32 (spec §1.8). Everything runs on one non-blocking stream owned by the backend, on the
 // device that was current at construction; only upload/download wait for the host.
 #pragma once
-#include <vector>
+#include <map>
 #include <memory>
+#include <vector>
 
 #include <cuda_runtime.h>
 
@@ -44,6 +45,7 @@ class CudaBackend final : public Backend {
   void download(const Tensor& t, float* host) override;
   void copy(Tensor& dst, const Tensor& src) override;
   void synchronize() override;
+  void run_recorded(const std::string& key, const std::function<void()>& work) override;
 
   void linear(Tensor& out, const Tensor& x, const Tensor& w, const Tensor* bias, Epilogue epilogue) override;
   void layer_norm(Tensor& out, const Tensor& x, const Tensor* weight, const Tensor* bias, float eps) override;
@@ -91,6 +93,10 @@ class CudaBackend final : public Backend {
   int device_ = 0;
   cudaStream_t stream_ = nullptr;
   cudaStream_t comm_stream_ = nullptr;  // communication that overlaps compute (ring exchanges)
+  // run_recorded's graphs by key and scratch position; null = seen once, not yet recorded. DITRUN_CUDA_GRAPHS=0
+  // turns recording off (every call runs its work directly).
+  std::map<std::string, cudaGraphExec_t> graphs_;
+  bool graphs_enabled_ = true;
   cudaEvent_t compute_done_ = nullptr;
   std::vector<cudaEvent_t> comm_marks_;  // a pool, grown once to the most marks a step needs
   size_t marks_used_ = 0;

@@ -1,6 +1,9 @@
 #include "model/wan/dit.h"
 
+#include <atomic>
 #include <cmath>
+#include <cstdint>
+#include <cstdio>
 #include <stdexcept>
 
 #include "model/wan/positional.h"
@@ -24,6 +27,11 @@ class ScratchScope {
 Tensor row(const Tensor& t, int64_t i) { return t.slice(i, i + 1).view({t.dim(-1)}); }
 
 }  // namespace
+
+uint64_t DiT::next_model_id() {
+  static std::atomic<uint64_t> next{1};
+  return next++;
+}
 
 DiT::DiT(Backend& backend, DitConfig config, DitWeights weights)
     : backend_(backend), config_(std::move(config)), w_(std::move(weights)) {
@@ -63,16 +71,24 @@ ContextCache DiT::encode_context(const std::vector<float>& context, int64_t rows
   return cache;
 }
 
+void DiT::set_timestep(double timestep) {
+  const std::vector<float> sinusoid = timestep_sinusoid(timestep, config_.freq_dim);
+  if (timestep_input_.data() == nullptr) timestep_input_ = backend_.allocate({1, config_.freq_dim}, DType::f32);
+  backend_.upload(timestep_input_, sinusoid.data());
+}
+
 TimeEmbedding DiT::time_embedding(double timestep) {
+  set_timestep(timestep);
+  return time_embedding_of_input();
+}
+
+TimeEmbedding DiT::time_embedding_of_input() {
   const auto& c = config_;
   Backend& be = backend_;
   const int64_t d = c.dim;
   // e = time_embedding(sinusoid(t)), e0 = time_projection(SiLU(e)), all fp32 (spec §1.3).
-  const std::vector<float> sinusoid = timestep_sinusoid(timestep, c.freq_dim);
-  Tensor s = be.scratch({1, c.freq_dim}, DType::f32);
-  be.upload(s, sinusoid.data());
   Tensor hidden = be.scratch({1, d}, DType::f32);
-  be.linear(hidden, s, w_.time1.w, &w_.time1.b, Epilogue::none);
+  be.linear(hidden, timestep_input_, w_.time1.w, &w_.time1.b, Epilogue::none);
   be.silu(hidden, hidden);
   TimeEmbedding time{be.scratch({1, d}, DType::f32), be.scratch({6, d}, DType::f32)};
   be.linear(time.e, hidden, w_.time2.w, &w_.time2.b, Epilogue::none);
@@ -111,15 +127,45 @@ void DiT::forward_tokens(Tensor& v, const Tensor& x, const Grid& grid, double ti
                          parallel::SequenceParallel* sp) {
   const auto& c = config_;
   Backend& be = backend_;
-  const int64_t rows = x.dim(0), d = c.dim;
+  const int64_t rows = x.dim(0);
   const int64_t first = sp ? sp->first_token() : 0;
   if (x.dim(-1) != c.patch_features() || v.numel() != rows * c.out_features() ||
       (sp ? rows != sp->shard_tokens() || sp->total_tokens() != grid.tokens() : rows != grid.tokens()))
     throw std::invalid_argument("token latent has shape " + shape_string(x.shape()) + " for a grid of " +
                                 std::to_string(grid.tokens()) + " tokens");
+  // The host's part first (the timestep's sinusoid, RoPE angles made on first use); then the forward, which is
+  // device work only: without sequence parallel (communication) or an observer (host callbacks) it is recorded
+  // once and replayed (a CUDA graph on the GPU: no launch gaps between its ~800 kernels).
+  set_timestep(timestep);
+  const RopeAngles& rope = rope_angles(grid, first, rows);  // global positions of my rows
+  const auto body = [&] { forward_body(v, x, rope, context, sp); };
+  if (sp || observer_) {
+    body();
+    return;
+  }
+  // Everything the recording depends on: this model (an id, never reused), the tensors' addresses (the context's
+  // per-block K/V too, hashed: a new prompt's cache may reuse one address but not all) and the shapes.
+  uint64_t context_hash = 0xcbf29ce484222325ull;
+  for (const auto* list : {&context.k, &context.v})
+    for (const Tensor& t : *list) context_hash = (context_hash ^ reinterpret_cast<uintptr_t>(t.data())) * 0x100000001b3ull;
+  char key[200];
+  std::snprintf(key, sizeof key, "dit %llu v %p x %p ctx %p/%llx rows %lld grid %lldx%lldx%lld",
+                static_cast<unsigned long long>(id_), v.data(), x.data(), context.embedded.data(),
+                static_cast<unsigned long long>(context_hash), static_cast<long long>(rows),
+                static_cast<long long>(grid.frames), static_cast<long long>(grid.rows),
+                static_cast<long long>(grid.cols));
+  be.run_recorded(key, body);
+}
+
+void DiT::forward_body(Tensor& v, const Tensor& x, const RopeAngles& rope, const ContextCache& context,
+                       parallel::SequenceParallel* sp) {
+  const auto& c = config_;
+  Backend& be = backend_;
+  const int64_t rows = x.dim(0);
   ScratchScope scope(be.arena());
   const DType cd = be.compute_dtype();
   const float attn_scale = 1.f / std::sqrt(static_cast<float>(c.head_dim()));
+  const int64_t d = c.dim;
 
   // Patch embedding in the compute dtype, then the residual stream in fp32 (spec §1.8).
   Tensor patches = be.scratch({rows, c.patch_features()}, cd);
@@ -129,8 +175,7 @@ void DiT::forward_tokens(Tensor& v, const Tensor& x, const Grid& grid, double ti
   Tensor h = be.scratch({rows, d}, DType::f32);
   be.copy(h, embedded);
 
-  const TimeEmbedding time = time_embedding(timestep);
-  const RopeAngles& rope = rope_angles(grid, first, rows);  // global positions of my rows
+  const TimeEmbedding time = time_embedding_of_input();
   for (int i = 0; i < c.layers; ++i) {
     if (observer_) observer_(i, h);
     ScratchScope block_scope(be.arena());

@@ -80,12 +80,23 @@ class DiT {
     Tensor cos, sin;
   };
   const RopeAngles& rope_angles(const Grid& grid, int64_t first, int64_t count);
+  // The timestep's sinusoid into timestep_input_ (host to device, outside any recording), and the embedding of
+  // what timestep_input_ holds (device work only).
+  void set_timestep(double timestep);
+  TimeEmbedding time_embedding_of_input();
+  // forward_tokens after its host part: the device work that Backend::run_recorded records.
+  void forward_body(Tensor& v, const Tensor& x, const RopeAngles& rope, const ContextCache& context,
+                    parallel::SequenceParallel* sp);
 
   Backend& backend_;
   DitConfig config_;
   DitWeights w_;
   BlockObserver observer_;
   std::map<std::array<int64_t, 5>, RopeAngles> rope_cache_;
+  Tensor timestep_input_;  // [1, freq_dim] f32: the sinusoid of the current timestep
+  // Names this model in Backend::run_recorded keys; unique in the process (an address could be reused).
+  const uint64_t id_ = next_model_id();
+  static uint64_t next_model_id();
 };
 
 }  // namespace ditrun::wan
