@@ -181,6 +181,13 @@ std::vector<std::string> MpiRuntime::gather_to_root(const std::string& text) con
 
 void MpiRuntime::barrier() const { DITRUN_MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD)); }
 
+int MpiRuntime::tag_upper_bound() const {
+  int* value = nullptr;
+  int found = 0;
+  DITRUN_MPI_CHECK(MPI_Comm_get_attr(MPI_COMM_WORLD, MPI_TAG_UB, &value, &found));
+  return found && value ? *value : 32767;
+}
+
 void MpiRuntime::send_floats(const std::vector<float>& data, int to, int tag) const {
   if (data.size() > static_cast<size_t>(INT_MAX)) throw CommError("send_floats: more than INT_MAX values");
   DITRUN_MPI_CHECK(MPI_Send(data.data(), static_cast<int>(data.size()), MPI_FLOAT, to, tag, MPI_COMM_WORLD));

@@ -58,6 +58,8 @@ class MpiRuntime {
   void barrier() const;
   // Every rank's text on world rank 0 (in rank order); other ranks get an empty list.
   std::vector<std::string> gather_to_root(const std::string& text) const;
+  // The largest message tag this MPI takes (MPI_TAG_UB: at least 32767 by the standard, often far more).
+  int tag_upper_bound() const;
   // Host buffers between two ranks (world ranks; the tag tells messages apart): a prompt's final latents going
   // from the DiT rank that writes them to a dedicated VAE rank. send blocks until MPI has taken the data.
   void send_floats(const std::vector<float>& data, int to, int tag) const;

@@ -68,6 +68,14 @@ void validate(ValidJob& v, const RunOptions& options, const comm::MpiRuntime& mp
   } catch (const partition::LayoutError& e) {
     throw InputError(e.what(), options.job_file + ": " + e.key());
   }
+  // Messages between roles carry the prompt's index in their tag (text: 2i and 2i + 1, then two more; latents to
+  // the VAE ranks: i): a run's prompts must fit MPI's tag range.
+  const auto tags_needed = 2 * static_cast<int64_t>(v.job.prompts.size()) + 2;
+  if (tags_needed > mpi.tag_upper_bound())
+    throw InputError(std::to_string(v.job.prompts.size()) + " prompts in one run need message tags up to " +
+                         std::to_string(tags_needed) + ", more than this MPI allows (" +
+                         std::to_string(mpi.tag_upper_bound()) + "): split the run with --prompt-slice I/N",
+                     options.job_file + ": prompts");
   const auto& layout = v.plan->layout();
   if (layout.pipefusion > 1)
     throw InputError("PipeFusion is not implemented in this build yet; use replicas, cfg, ring and ulysses",
