@@ -1,9 +1,9 @@
 """Stand-in text embeddings for the example job (examples/tiny_embeddings.h5).
 
-ditrun has no text encoder yet, so `ditrun run` reads each prompt's umT5 output from an HDF5 file
-(`prompts.embeddings`, layout in README.md). For the built-in tiny model (text_dim 64) this script writes seeded
-random embeddings, one per prompt id of examples/prompts.jsonl, plus a shared negative. They carry no meaning;
-they exist so the example job runs end to end until the encoder lands.
+`ditrun run` encodes prompt text itself (the tiny umT5 for the tiny model); a job may instead name a file of
+precomputed umT5 outputs (`prompts.embeddings`, layout in README.md). For the built-in tiny model (text_dim 64)
+this script writes seeded random embeddings, one per prompt id of examples/prompts.jsonl, plus a shared negative:
+a fixed input that needs no encoder, used by the Slurm test. They carry no meaning.
 
     python3 examples/make_tiny_embeddings.py        (needs numpy and h5py)
 """
