@@ -23,6 +23,18 @@ class Arena {
   };
   Mark mark() const { return {chunk_, offset_}; }
   void rewind(Mark m);
+  // Rewinds to where the arena stood at construction when it goes out of scope: a piece of work's temporaries.
+  class Scope {
+   public:
+    explicit Scope(Arena& arena) : arena_(arena), mark_(arena.mark()) {}
+    ~Scope() { arena_.rewind(mark_); }
+    Scope(const Scope&) = delete;
+    Scope& operator=(const Scope&) = delete;
+
+   private:
+    Arena& arena_;
+    Mark mark_;
+  };
   void reset() { rewind({0, 0}); }
 
   size_t capacity() const;            // bytes held

@@ -16,7 +16,7 @@ void Backend::causal_conv3d(Tensor& out, const Tensor* history, const Tensor& x,
                             const Tensor& weight, const Tensor* bias, int pad_h, int pad_w, const Tensor* residual) {
   video_checks::causal_conv3d(name().c_str(), out, history, x, gamma, weight, bias, pad_h, pad_w, residual);
   const int64_t h = history ? history->dim(0) : 0, n = x.dim(0);
-  const Arena::Mark mark = arena_->mark();
+  const Arena::Scope scope(*arena_);
   Tensor in = scratch({h + n, x.dim(1), x.dim(2), x.dim(3)}, DType::f32);
   if (h > 0) {
     Tensor head = in.slice(0, h);
@@ -32,7 +32,6 @@ void Backend::causal_conv3d(Tensor& out, const Tensor* history, const Tensor& x,
     copy(tail, x);
   conv3d(out, in, weight, bias, pad_h, pad_w);
   if (residual) add(out, *residual);
-  arena_->rewind(mark);
 }
 
 int Backend::time_mark(bool /*on_comm_stream*/) {

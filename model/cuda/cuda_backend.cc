@@ -407,7 +407,7 @@ void CudaBackend::attention(Tensor& out, Tensor* lse, const Tensor& q, const Ten
 void CudaBackend::attention_f32_by_gemm(Tensor& out, Tensor* lse, const Tensor& q, const Tensor& k, const Tensor& v,
                                         int64_t keys, float scale) {
   const int64_t lq = q.dim(0), d = q.dim(2);
-  const Arena::Mark mark = arena().mark();
+  const Arena::Scope scope(arena());
   const Tensor k2 = k.view({k.dim(0), d}).slice(0, keys), v2 = v.view({v.dim(0), d}).slice(0, keys);
   Tensor vt = scratch({d, keys}, DType::f32);
   cuda::transpose(vt.ptr<float>(), v2.ptr<float>(), keys, d, stream_);
@@ -423,7 +423,6 @@ void CudaBackend::attention_f32_by_gemm(Tensor& out, Tensor* lse, const Tensor& 
     Tensor o = out2.slice(r0, r0 + rows);
     gemm_->linear(o, s, vt, nullptr, Epilogue::none, /*tf32=*/true);
   }
-  arena().rewind(mark);
 }
 
 void CudaBackend::patchify(Tensor& tokens, const Tensor& latent) {

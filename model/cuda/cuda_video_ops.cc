@@ -46,7 +46,7 @@ void CudaBackend::convolve(Tensor& out, const Tensor* history, const Tensor& x, 
                            const Tensor& weight, const Tensor* bias, int pad_h, int pad_w, const Tensor* residual) {
   const int64_t hf = history ? history->dim(0) : 0, ti = hf + x.dim(0), hi = x.dim(1), wi = x.dim(2), ci = x.dim(3);
   const int64_t co = weight.dim(0), kt = weight.dim(1), kh = weight.dim(2), kw = weight.dim(3);
-  const Arena::Mark mark = arena().mark();
+  const Arena::Scope scope(arena());
   const int64_t cp = cuda::conv_padded_in_channels(ci), cop = cuda::conv_padded_out_channels(co);
   const int64_t hp = hi + 2 * pad_h, wp = wi + 2 * pad_w, taps = kt * kh * kw;
   Tensor padded = scratch({ti, hp, wp, cp}, DType::bf16);
@@ -56,7 +56,6 @@ void CudaBackend::convolve(Tensor& out, const Tensor* history, const Tensor& x, 
   cuda::conv_pack_weight(packed.data(), weight.ptr<float>(), co, taps, ci, cop, cp, stream());
   cuda::conv3d_igemm(out.ptr<float>(), padded.data(), packed.data(), bias ? bias->ptr<float>() : nullptr,
                      residual ? residual->ptr<float>() : nullptr, ti, hp, wp, cp, co, cop, kt, kh, kw, stream());
-  arena().rewind(mark);
 }
 
 void CudaBackend::vae_rms_norm(Tensor& out, const Tensor& x, const Tensor& gamma, bool then_silu) {

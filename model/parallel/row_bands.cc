@@ -40,7 +40,7 @@ void exchange_halo_rows(Backend& be, comm::Comm& group, Tensor& frames) {
   // The rows every frame sends and receives, packed into one buffer per direction with one pitched copy each:
   // two messages and four copies per call, whatever the frame count (halo rows are small: a message or a copy
   // costs its latency, not bandwidth).
-  const Arena::Mark mark = be.arena().mark();
+  const Arena::Scope scope(be.arena());
   Tensor first_rows = be.scratch({n, row}, DType::f32), last_rows = be.scratch({n, row}, DType::f32);
   Tensor from_below = be.scratch({n, row}, DType::f32), from_above = be.scratch({n, row}, DType::f32);
   const comm::Memory memory = group.memory();
@@ -71,7 +71,6 @@ void exchange_halo_rows(Backend& be, comm::Comm& group, Tensor& frames) {
                        frames_count, stream);
   else
     comm::zero_strided(memory, base + (padded - 1) * row_bytes, frame_bytes, row_bytes, frames_count, stream);
-  be.arena().rewind(mark);
 }
 
 void place_band_rows(Backend& be, comm::Comm& group, const Tensor& band, Tensor& frames) {
@@ -95,7 +94,7 @@ void gather_row_bands(Backend& be, comm::Comm& group, const Tensor& band, Tensor
     throw std::invalid_argument("gather_row_bands: band " + shape_string(band.shape()) + " whole " +
                                 shape_string(whole.shape()) + " for " + std::to_string(rows) + " rows ×" +
                                 std::to_string(scale) + " over " + std::to_string(parts) + " ranks");
-  const Arena::Mark mark = be.arena().mark();
+  const Arena::Scope scope(be.arena());
   const int64_t widest = row_band(rows, parts, 0).count * scale;
   Tensor send = be.scratch({outer, widest, inner}, DType::f32);
   if (mine.count * scale < widest) zero(be, send);  // the padding travels too: make it defined
@@ -114,7 +113,6 @@ void gather_row_bands(Backend& be, comm::Comm& group, const Tensor& band, Tensor
       be.copy(dst, rows_of(from.slice(o, o + 1).view({widest, inner}), 0, b.count * scale));
     }
   }
-  be.arena().rewind(mark);
 }
 
 }  // namespace ditrun::parallel

@@ -12,17 +12,6 @@ namespace ditrun::wan {
 
 namespace {
 
-// Rewinds the scratch arena when a forward (or a block) is done with its temporaries.
-class ScratchScope {
- public:
-  explicit ScratchScope(Arena& arena) : arena_(arena), mark_(arena.mark()) {}
-  ~ScratchScope() { arena_.rewind(mark_); }
-
- private:
-  Arena& arena_;
-  Arena::Mark mark_;
-};
-
 // Row i of a [rows, D] tensor as a [D] view.
 Tensor row(const Tensor& t, int64_t i) { return t.slice(i, i + 1).view({t.dim(-1)}); }
 
@@ -47,7 +36,7 @@ ContextCache DiT::encode_context(const std::vector<float>& context, int64_t rows
     throw std::invalid_argument("context has " + std::to_string(context.size()) + " values, expected " +
                                 std::to_string(rows) + " × " + std::to_string(c.text_dim));
   Backend& be = backend_;
-  ScratchScope scope(be.arena());
+  Arena::Scope scope(be.arena());
   const DType cd = be.compute_dtype();
   std::vector<float> padded(static_cast<size_t>(c.text_len) * c.text_dim, 0.f);
   std::copy(context.begin(), context.end(), padded.begin());
@@ -114,7 +103,7 @@ void DiT::forward(Tensor& v, const Tensor& x, double timestep, const ContextCach
     throw std::invalid_argument("latent has shape " + shape_string(x.shape()) + ", expected [" +
                                 std::to_string(c.in_dim) + ", F, H, W] with even H and W");
   expect_shape(v, x.shape(), "velocity output");
-  ScratchScope scope(be.arena());
+  Arena::Scope scope(be.arena());
   const Grid grid{x.dim(1), x.dim(2) / 2, x.dim(3) / 2};
   Tensor tokens = be.scratch({grid.tokens(), c.patch_features()}, DType::f32);
   be.patchify(tokens, x);
@@ -162,7 +151,7 @@ void DiT::forward_body(Tensor& v, const Tensor& x, const RopeAngles& rope, const
   const auto& c = config_;
   Backend& be = backend_;
   const int64_t rows = x.dim(0);
-  ScratchScope scope(be.arena());
+  Arena::Scope scope(be.arena());
   const DType cd = be.compute_dtype();
   const float attn_scale = 1.f / std::sqrt(static_cast<float>(c.head_dim()));
   const int64_t d = c.dim;
@@ -178,7 +167,7 @@ void DiT::forward_body(Tensor& v, const Tensor& x, const RopeAngles& rope, const
   const TimeEmbedding time = time_embedding_of_input();
   for (int i = 0; i < c.layers; ++i) {
     if (observer_) observer_(i, h);
-    ScratchScope block_scope(be.arena());
+    Arena::Scope block_scope(be.arena());
     const Tensor m = block_modulation(i, time);
     const AttentionInputs in = attention_inputs(i, h, m, rope.cos, rope.sin);
     Tensor attn = be.scratch({rows, c.heads, c.head_dim()}, cd);
@@ -204,7 +193,7 @@ const DiT::RopeAngles& DiT::rope_angles(const Grid& grid, int64_t first, int64_t
 
 void DiT::head(Tensor& tokens, const Tensor& h, const TimeEmbedding& time) {
   Backend& be = backend_;
-  ScratchScope scope(be.arena());
+  Arena::Scope scope(be.arena());
   const int64_t d = config_.dim;
   // LN(x)·(1 + scale) + shift with (shift, scale) = head modulation + e (not e0), then an fp32 linear.
   Tensor shift_scale = be.scratch({2, d}, DType::f32);
@@ -251,7 +240,7 @@ void DiT::finish_block(int index, Tensor& h, const Tensor& m, const Tensor& self
   const auto& c = config_;
   Backend& be = backend_;
   const auto& b = w_.blocks[index];
-  ScratchScope scope(be.arena());
+  Arena::Scope scope(be.arena());
   const DType cd = be.compute_dtype();
   const int64_t rows = h.dim(0), d = c.dim, heads = c.heads, hd = c.head_dim();
   const float eps = static_cast<float>(c.eps);

@@ -8,17 +8,6 @@ namespace ditrun::wan {
 
 namespace {
 
-// Rewinds the scratch arena when a chunk is done with its temporaries.
-class ScratchScope {
- public:
-  explicit ScratchScope(Arena& arena) : arena_(arena), mark_(arena.mark()) {}
-  ~ScratchScope() { arena_.rewind(mark_); }
-
- private:
-  Arena& arena_;
-  Arena::Mark mark_;
-};
-
 constexpr int64_t kCacheFrames = 2;  // CACHE_T (spec §4.4): a 3-tap causal conv needs the 2 frames before
 
 void zero(Backend& be, Tensor& t) { be.lincomb(t, {}, {}); }  // an empty sum: zeros on every backend
@@ -105,7 +94,7 @@ Tensor VaeDecoder::band_conv(const VaeConv& conv, int slot_index, const Tensor& 
 Tensor VaeDecoder::residual_block(const VaeResidualBlock& block, int& next_slot, const Tensor& x) {
   const int64_t n = x.dim(0), h = x.dim(1), w = x.dim(2), ci = x.dim(3), co = block.conv1.w.dim(0);
   Tensor result = backend_.scratch({n, h, w, co}, DType::f32);
-  ScratchScope scope(backend_.arena());
+  Arena::Scope scope(backend_.arena());
   Tensor shortcut = x;
   if (block.has_shortcut) {
     shortcut = backend_.scratch({n, h, w, co}, DType::f32);
@@ -119,49 +108,27 @@ Tensor VaeDecoder::residual_block(const VaeResidualBlock& block, int& next_slot,
 }
 
 // AttentionBlock (spec §4.2): per frame, RMS_norm, q/k/v by 1×1 convs, one head of width C over the H·W pixels,
-// proj, + identity. Works in place on x.
+// proj, + identity. Works in place on x. With a row split the attention still runs over all pixels of the frame
+// (at the smallest resolution, h × w): every rank gathers the whole frame and computes K and V for all of it, but
+// the queries, the attention and the projection only for its own band's pixels, so the quadratic part is split.
 Tensor VaeDecoder::attention_block(const VaeAttentionBlock& block, const Tensor& x) {
-  if (rows_split()) return band_attention_block(block, x);
-  const int64_t n = x.dim(0), tokens = x.dim(1) * x.dim(2), c = x.dim(3);
-  const float scale = 1.f / std::sqrt(static_cast<float>(c));
-  const Tensor wq = block.qkv.w.slice(0, c), wk = block.qkv.w.slice(c, 2 * c), wv = block.qkv.w.slice(2 * c, 3 * c);
-  const Tensor bq = block.qkv.b.slice(0, c), bk = block.qkv.b.slice(c, 2 * c), bv = block.qkv.b.slice(2 * c, 3 * c);
-  for (int64_t t = 0; t < n; ++t) {
-    ScratchScope scope(backend_.arena());
-    Tensor frame = x.slice(t, t + 1).view({tokens, c});
-    Tensor normed = backend_.scratch({tokens, c}, DType::f32);
-    backend_.vae_rms_norm(normed, frame, block.norm, /*then_silu=*/false);
-    Tensor q = backend_.scratch({tokens, 1, c}, DType::f32), k = backend_.scratch({tokens, 1, c}, DType::f32),
-           v = backend_.scratch({tokens, 1, c}, DType::f32);
-    Tensor q2 = q.view({tokens, c}), k2 = k.view({tokens, c}), v2 = v.view({tokens, c});
-    backend_.linear(q2, normed, wq, &bq, Epilogue::none);
-    backend_.linear(k2, normed, wk, &bk, Epilogue::none);
-    backend_.linear(v2, normed, wv, &bv, Epilogue::none);
-    Tensor attended = backend_.scratch({tokens, 1, c}, DType::f32);
-    backend_.attention(attended, nullptr, q, k, v, tokens, scale);
-    Tensor projected = backend_.scratch({tokens, c}, DType::f32);
-    backend_.linear(projected, attended.view({tokens, c}), block.proj.w, &block.proj.b, Epilogue::none);
-    backend_.add(frame, projected);
-  }
-  return x;
-}
-
-// The same on a band of rows. The attention is over all pixels of a frame, at the smallest resolution (h × w):
-// every rank gathers the whole frame and computes K and V for all of it but the queries, the attention and the
-// projection only for its own band's pixels, so the quadratic part is split over the ranks.
-Tensor VaeDecoder::band_attention_block(const VaeAttentionBlock& block, const Tensor& x) {
   const int64_t n = x.dim(0), rows = x.dim(1), w = x.dim(2), c = x.dim(3);
-  const int64_t tokens = latent_rows_ * w, mine = rows * w, first = band_.first * w;
+  const int64_t tokens = (rows_split() ? latent_rows_ : rows) * w, mine = rows * w;
+  const int64_t first = rows_split() ? band_.first * w : 0;
   const float scale = 1.f / std::sqrt(static_cast<float>(c));
   const Tensor wq = block.qkv.w.slice(0, c), wk = block.qkv.w.slice(c, 2 * c), wv = block.qkv.w.slice(2 * c, 3 * c);
   const Tensor bq = block.qkv.b.slice(0, c), bk = block.qkv.b.slice(c, 2 * c), bv = block.qkv.b.slice(2 * c, 3 * c);
   for (int64_t t = 0; t < n; ++t) {
-    ScratchScope scope(backend_.arena());
-    const Tensor band = x.slice(t, t + 1);
-    Tensor whole = backend_.scratch({1, latent_rows_, w * c}, DType::f32);
-    parallel::gather_row_bands(backend_, *group_, band.view({1, rows, w * c}), whole, latent_rows_, 1);
+    Arena::Scope scope(backend_.arena());
+    Tensor frame = x.slice(t, t + 1).view({mine, c});
+    Tensor whole = frame;
+    if (rows_split()) {
+      whole = backend_.scratch({tokens, c}, DType::f32);
+      Tensor gathered = whole.view({1, latent_rows_, w * c});
+      parallel::gather_row_bands(backend_, *group_, frame.view({1, rows, w * c}), gathered, latent_rows_, 1);
+    }
     Tensor normed = backend_.scratch({tokens, c}, DType::f32);
-    backend_.vae_rms_norm(normed, whole.view({tokens, c}), block.norm, /*then_silu=*/false);
+    backend_.vae_rms_norm(normed, whole, block.norm, /*then_silu=*/false);
     Tensor q = backend_.scratch({mine, 1, c}, DType::f32), k = backend_.scratch({tokens, 1, c}, DType::f32),
            v = backend_.scratch({tokens, 1, c}, DType::f32);
     Tensor q2 = q.view({mine, c}), k2 = k.view({tokens, c}), v2 = v.view({tokens, c});
@@ -172,7 +139,6 @@ Tensor VaeDecoder::band_attention_block(const VaeAttentionBlock& block, const Te
     backend_.attention(attended, nullptr, q, k, v, tokens, scale);
     Tensor projected = backend_.scratch({mine, c}, DType::f32);
     backend_.linear(projected, attended.view({mine, c}), block.proj.w, &block.proj.b, Epilogue::none);
-    Tensor frame = band.view({mine, c});
     backend_.add(frame, projected);
   }
   return x;
@@ -184,7 +150,7 @@ Tensor VaeDecoder::upsample(const VaeUpsampler& up, int& next_slot, const Tensor
   // The result first, the temporaries released on return (as in residual_block).
   const int64_t frames_out = up.temporal && !first_chunk ? 2 * x.dim(0) : x.dim(0);
   Tensor result = backend_.scratch({frames_out, 2 * x.dim(1), 2 * x.dim(2), up.spatial.w.dim(0)}, DType::f32);
-  ScratchScope scope(backend_.arena());
+  Arena::Scope scope(backend_.arena());
   Tensor frames = x;
   if (up.temporal) {
     const int slot_index = next_slot++;
@@ -221,7 +187,7 @@ void VaeDecoder::begin(const Tensor& latents) {
   if (z_.data() == nullptr || z_.shape() != z_shape) z_ = backend_.allocate(z_shape, DType::f32);
   {
     // De-normalise (z·std + mean, spec §4.1) into channels-last, then post_quant_conv on the whole latent.
-    ScratchScope scope(backend_.arena());
+    Arena::Scope scope(backend_.arena());
     Tensor denormalised = backend_.scratch(z_shape, DType::f32);
     backend_.latent_to_channels_last(denormalised, latents, latents_std_, latents_mean_);
     Tensor rows = z_.view({t * h * w, z});
@@ -246,7 +212,7 @@ Tensor VaeDecoder::decode_latent_frame(int64_t index) {
   if (index != next_latent_frame_ || index >= latent_frames_)
     throw std::logic_error("VAE decode_latent_frame(" + std::to_string(index) + "): expected latent frame " +
                            std::to_string(next_latent_frame_) + " of " + std::to_string(latent_frames_));
-  ScratchScope scope(backend_.arena());
+  Arena::Scope scope(backend_.arena());
   const bool first_chunk = index == 0;
   int next_slot = 0;  // cache slots in forward-call order (spec §4.4)
   Tensor z = z_.slice(index, index + 1);

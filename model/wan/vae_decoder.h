@@ -82,7 +82,6 @@ class VaeDecoder {
   // ≥ 0; −1 for none) holds the input frames with their halos, so later chunks need no re-exchange.
   Tensor band_conv(const VaeConv& conv, int slot_index, const Tensor& x, const Tensor* gamma,
                    const Tensor* residual = nullptr, Tensor* into = nullptr);
-  Tensor band_attention_block(const VaeAttentionBlock& block, const Tensor& x);
 
   Backend& backend_;
   VaeConfig config_;
