@@ -20,10 +20,9 @@ namespace {
 using namespace kernel;
 
 constexpr int kTileM = 128;
-constexpr int kTileK = 32;  // = kConvChannelStep: one K step never crosses a tap
+constexpr int kTileK = 32;  // = kConvChannelStep: one K step never crosses a row of taps
 constexpr int kStages = 3;  // 2 CTAs of 8 warps fit an SM at the widest tile (2 × 99 KiB)
 constexpr int kConvThreads = 256;
-constexpr int kMaxTaps = 27;
 
 // Rows of 64 bytes (32 bf16) hold 4 chunks of 16 bytes; the chunk index is XORed with bits 1-2 of the row so the
 // 8 rows one ldmatrix phase reads land in 8 different 16-byte bank groups.
@@ -265,23 +264,6 @@ int tile_n(int64_t co) {
   return 64;
 }
 
-template <int BN, int KW>
-void launch(float* out, const bf16* in, const bf16* weight, const float* bias, const float* residual, int kh,
-            int tap_rows, int cp, int co, int cop, int in_rows, int m_total, int hp, int wp, int ho, int wo,
-            cudaStream_t stream) {
-  constexpr size_t smem = static_cast<size_t>(kStages) * ((kTileM + KW - 1) + KW * BN) * kTileK * sizeof(bf16);
-  static bool configured = false;  // the opt-in above 48 KiB, once per instantiation (per process: one device)
-  if (!configured) {
-    DITRUN_CUDA_CHECK(cudaFuncSetAttribute(conv3d_igemm_kernel<BN, KW>,
-                                           cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
-    configured = true;
-  }
-  const dim3 grid(static_cast<unsigned>((m_total + kTileM - 1) / kTileM), static_cast<unsigned>(cop / BN));
-  conv3d_igemm_kernel<BN, KW><<<grid, kConvThreads, smem, stream>>>(
-      out, in, weight, bias, residual, kh, tap_rows, cp, co, in_rows, m_total, hp, wp, ho, wo);
-  check_launch();
-}
-
 // The problem of one convolution call, as the launchers pass it on.
 struct ConvCall {
   float* out;
@@ -294,8 +276,18 @@ struct ConvCall {
 
 template <int BN, int KW>
 void launch(const ConvCall& c, cudaStream_t stream) {
-  launch<BN, KW>(c.out, c.in, c.weight, c.bias, c.residual, c.kh, c.tap_rows, c.cp, c.co, c.cop, c.in_rows, c.m_total,
-                 c.hp, c.wp, c.ho, c.wo, stream);
+  constexpr size_t smem = static_cast<size_t>(kStages) * ((kTileM + KW - 1) + KW * BN) * kTileK * sizeof(bf16);
+  static bool configured = false;  // the opt-in above 48 KiB, once per instantiation (per process: one device)
+  if (!configured) {
+    DITRUN_CUDA_CHECK(cudaFuncSetAttribute(conv3d_igemm_kernel<BN, KW>,
+                                           cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+    configured = true;
+  }
+  const dim3 grid(static_cast<unsigned>((c.m_total + kTileM - 1) / kTileM), static_cast<unsigned>(c.cop / BN));
+  conv3d_igemm_kernel<BN, KW><<<grid, kConvThreads, smem, stream>>>(c.out, c.in, c.weight, c.bias, c.residual, c.kh,
+                                                                      c.tap_rows, c.cp, c.co, c.in_rows, c.m_total,
+                                                                      c.hp, c.wp, c.ho, c.wo);
+  check_launch();
 }
 
 template <int KW>
@@ -347,7 +339,7 @@ void conv3d_igemm(float* out, const void* padded, const void* packed_weight, con
                   int64_t kt, int64_t kh, int64_t kw, cudaStream_t stream) {
   const int64_t to = ti - kt + 1, ho = hp - kh + 1, wo = wp - kw + 1;
   if (to <= 0 || ho <= 0 || wo <= 0 || co == 0) return;
-  if (kt * kh * kw > kMaxTaps || cp % kConvChannelStep != 0 || cop % tile_n(co) != 0 ||
+  if ((kw != 1 && kw != 3) || cp % kConvChannelStep != 0 || cop % tile_n(co) != 0 ||
       ti * hp * wp > (int64_t{1} << 31) - kTileM - (int64_t{1} << 24))
     throw std::invalid_argument("cuda conv3d: kernel " + std::to_string(kt) + "x" + std::to_string(kh) + "x" +
                                 std::to_string(kw) + " over " + std::to_string(ti * hp * wp) +
@@ -361,10 +353,8 @@ void conv3d_igemm(float* out, const void* padded, const void* packed_weight, con
                       int(co),  int(cop),     in_rows,  m_total,  int(hp),  int(wp), int(ho),  int(wo)};
   if (kw == 3)
     launch_for_width<3>(tile_n(co), call, stream);
-  else if (kw == 1)
-    launch_for_width<1>(tile_n(co), call, stream);
   else
-    throw std::invalid_argument("cuda conv3d: kernel width " + std::to_string(kw) + " (1 or 3)");
+    launch_for_width<1>(tile_n(co), call, stream);
 }
 
 }  // namespace ditrun::cuda
