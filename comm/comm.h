@@ -2,6 +2,7 @@
 #pragma once
 #include <cstddef>
 #include <memory>
+#include <span>
 #include <string>
 
 #include "model/core/dtype.h"
@@ -25,6 +26,15 @@ class Pending {
   virtual void wait(Stream on) = 0;
 };
 
+// One send and one receive of send_recv_all (either side may be -1 for none).
+struct Transfer {
+  const void* send = nullptr;
+  int dst = -1;
+  void* recv = nullptr;
+  int src = -1;
+  size_t count = 0;
+};
+
 class Comm {
  public:
   virtual ~Comm() = default;
@@ -45,6 +55,10 @@ class Comm {
   // blocking the caller: the ring exchange that runs while the current K/V block computes.
   virtual std::unique_ptr<Pending> send_recv(const void* send, int dst, void* recv, int src, size_t count,
                                              DType dtype, Stream s) = 0;
+  // Several send_recv at once, all in flight together; the result completes when all have. NCCL posts them as
+  // one group (one launch, not one per transfer: the VAE's halo exchange is latency, not bandwidth); the default
+  // is one send_recv each. The transfers of one call must not depend on each other.
+  virtual std::unique_ptr<Pending> send_recv_all(std::span<const Transfer> transfers, DType dtype, Stream s);
   // Every member has reached this point (host side; GPU work already queued is not waited for).
   virtual void barrier() = 0;
   // Waits on the host until the communication queued on s has finished (no-op for MPI).

@@ -108,6 +108,16 @@ std::unique_ptr<Pending> NcclComm::send_recv(const void* send, int dst, void* re
   return std::make_unique<NcclPending>(cuda_stream(s));
 }
 
+std::unique_ptr<Pending> NcclComm::send_recv_all(std::span<const Transfer> transfers, DType dtype, Stream s) {
+  DITRUN_NCCL_CHECK(ncclGroupStart());
+  for (const Transfer& t : transfers) {
+    if (t.dst >= 0) DITRUN_NCCL_CHECK(ncclSend(t.send, t.count, nccl_type(dtype), t.dst, state_->nccl, cuda_stream(s)));
+    if (t.src >= 0) DITRUN_NCCL_CHECK(ncclRecv(t.recv, t.count, nccl_type(dtype), t.src, state_->nccl, cuda_stream(s)));
+  }
+  DITRUN_NCCL_CHECK(ncclGroupEnd());
+  return std::make_unique<NcclPending>(cuda_stream(s));
+}
+
 void NcclComm::barrier() { DITRUN_MPI_CHECK(MPI_Barrier(state_->mpi)); }
 
 void NcclComm::synchronize(Stream s) { DITRUN_CUDA_CHECK(cudaStreamSynchronize(cuda_stream(s))); }

@@ -22,6 +22,7 @@ class NcclComm final : public Comm {
   void broadcast(void* buffer, size_t count, DType dtype, int root, Stream s) override;
   std::unique_ptr<Pending> send_recv(const void* send, int dst, void* recv, int src, size_t count, DType dtype,
                                      Stream s) override;
+  std::unique_ptr<Pending> send_recv_all(std::span<const Transfer> transfers, DType dtype, Stream s) override;
   void barrier() override;
   void synchronize(Stream s) override;
 

@@ -661,6 +661,59 @@ TEST_F(CudaOps, CausalConv3dBuildsItsOperandFromHistoryAndNormalisedFrames) {
   EXPECT_THROW(gpu_->causal_conv3d(out, &h, x, nullptr, w, nullptr, 1, 1), std::invalid_argument);  // W 5 vs 4
 }
 
+// A row band's convolution (issue 5): the neighbours' edge rows given as halo_rows in place of the H padding
+// equal the same op on the band stacked between its halo rows with no H padding (the same bf16 operand, so the
+// same bits), and the CPU's composition within the bf16 bound.
+TEST_F(CudaOps, CausalConv3dTakesHaloRowsInPlaceOfTheHPadding) {
+  struct Case {
+    int64_t history, frames, hi, wi, ci, co, kt;
+    bool norm;
+  };
+  for (const Case& c : {Case{2, 4, 3, 9, 96, 96, 3, true}, Case{2, 1, 1, 6, 16, 64, 3, true},
+                        Case{0, 3, 4, 5, 32, 40, 1, false}, Case{2, 2, 5, 7, 37, 3, 3, true}}) {
+    const int64_t ti = c.history + c.frames, row = c.wi * c.ci, to = ti - c.kt + 1;
+    const Shape h_shape = {c.history, c.hi, c.wi, c.ci}, x_shape = {c.frames, c.hi, c.wi, c.ci};
+    const Shape w_shape = {c.co, c.kt, 3, 3, c.ci}, out_shape = {to, c.hi, c.wi, c.co};
+    const float bound = 1.f / std::sqrt(static_cast<float>(c.kt * 9 * c.ci));
+    const auto hs = random(shape_numel(h_shape), 301 + c.ci, -2.f, 2.f), xs = random(shape_numel(x_shape), 302, -2.f, 2.f);
+    const auto halo = random(2 * ti * row, 303, -2.f, 2.f);
+    const auto ws = random(shape_numel(w_shape), 304 + c.co, -bound, bound), bs = random(c.co, 305);
+    const auto gs = random(c.ci, 306, 0.5f, 1.5f), rs = random(shape_numel(out_shape), 307, -1.f, 1.f);
+    Tensor gh = c.history ? gpu(hs, h_shape, DType::f32) : Tensor();
+    Tensor gx = gpu(xs, x_shape, DType::f32), gw = gpu(ws, w_shape, DType::f32), gb = gpu(bs, {c.co}, DType::f32);
+    Tensor gg = gpu(gs, {c.ci}, DType::f32), gr = gpu(rs, out_shape, DType::f32);
+    Tensor ghalo = gpu(halo, {2, ti, c.wi, c.ci}, DType::f32), go = gpu_->allocate(out_shape, DType::f32);
+    gpu_->causal_conv3d(go, c.history ? &gh : nullptr, gx, c.norm ? &gg : nullptr, gw, &gb, 1, 1,
+                        c.norm ? &gr : nullptr, &ghalo);
+    // The same frames stacked with their halo rows: [ti, hi + 2, wi, ci], convolved with pad_h 0.
+    std::vector<float> stacked;
+    for (int64_t t = 0; t < ti; ++t) {
+      const auto frame = t < c.history ? hs.begin() + t * c.hi * row : xs.begin() + (t - c.history) * c.hi * row;
+      stacked.insert(stacked.end(), halo.begin() + t * row, halo.begin() + (t + 1) * row);
+      stacked.insert(stacked.end(), frame, frame + c.hi * row);
+      stacked.insert(stacked.end(), halo.begin() + (ti + t) * row, halo.begin() + (ti + t + 1) * row);
+    }
+    const Shape s_shape = {ti, c.hi + 2, c.wi, c.ci};
+    Tensor gs_all = gpu(stacked, s_shape, DType::f32), gref = gpu_->allocate(out_shape, DType::f32);
+    gpu_->causal_conv3d(gref, nullptr, gs_all, c.norm ? &gg : nullptr, gw, &gb, 0, 1, c.norm ? &gr : nullptr);
+    const std::string what = "halo causal_conv3d history " + std::to_string(c.history) + " x " + shape_string(x_shape);
+    EXPECT_EQ(fetch(*gpu_, go), fetch(*gpu_, gref)) << what << " vs the stacked band";
+    Tensor ch = c.history ? cpu(hs, h_shape) : Tensor();
+    Tensor cx = cpu(xs, x_shape), cw = cpu(ws, w_shape), cb = cpu(bs, {c.co}), cg = cpu(gs, {c.ci});
+    Tensor cr = cpu(rs, out_shape), chalo = cpu(halo, {2, ti, c.wi, c.ci}), co = cpu_.allocate(out_shape, DType::f32);
+    cpu_.causal_conv3d(co, c.history ? &ch : nullptr, cx, c.norm ? &cg : nullptr, cw, &cb, 1, 1,
+                       c.norm ? &cr : nullptr, &chalo);
+    EXPECT_LE(relative_l2(fetch(*gpu_, go), fetch(cpu_, co)), 1e-2) << what << " vs the CPU in f32";
+  }
+  Tensor x = gpu_->allocate({3, 4, 4, 8}, DType::f32), w = gpu_->allocate({2, 3, 3, 3, 8}, DType::f32);
+  Tensor halo = gpu_->allocate({2, 3, 4, 8}, DType::f32), out = gpu_->allocate({1, 2, 4, 2}, DType::f32);
+  EXPECT_THROW(gpu_->causal_conv3d(out, nullptr, x, nullptr, w, nullptr, 0, 1, nullptr, &halo),
+               std::invalid_argument);  // halo rows need pad_h 1
+  Tensor short_halo = gpu_->allocate({2, 2, 4, 8}, DType::f32), out1 = gpu_->allocate({1, 4, 4, 2}, DType::f32);
+  EXPECT_THROW(gpu_->causal_conv3d(out1, nullptr, x, nullptr, w, nullptr, 1, 1, nullptr, &short_halo),
+               std::invalid_argument);  // 2 frames of halo rows for 3
+}
+
 TEST_F(CudaOps, VaeRmsNorm) {
   for (int64_t rows : kRows)
     for (int64_t d : {3, 4, 16, 96, 384, 517})
@@ -737,7 +790,7 @@ TEST_F(CudaOps, Conv3dOfARowBandWithHalosIsTheWholeFramesRows) {
     Tensor cb = cpu(bs, {c.co});
     Tensor whole = cpu_.allocate({to, c.hi, c.wi, c.co}, DType::f32);
     cpu_.conv3d(whole, cx, cw, &cb, 1, 1);
-    // The band with its halos (zeros past the image), as exchange_halo_rows leaves it.
+    // The band stacked between its halo rows (zeros past the image).
     const int64_t rows = c.band_rows + 2, pixel_row = c.wi * c.ci;
     std::vector<float> band(static_cast<size_t>(c.ti * rows * pixel_row), 0.f);
     for (int64_t t = 0; t < c.ti; ++t)

@@ -128,10 +128,13 @@ class Backend {
   // reference's cache of normalised ones), then conv3d as above: out [h + n − kt + 1, ...]. The default composes
   // the other ops through a scratch copy; a backend may fuse it (CUDA builds the convolution's bf16 operand
   // straight from history and x). residual (optional, out's shape) is added to the result: a residual block's
-  // shortcut (spec §4.2).
+  // shortcut (spec §4.2). halo_rows (optional, f32 [2, h + n, W, C], needs pad_h = 1) stand in for the zero
+  // padding rows: row halo_rows[0][f] above frame f of [history; x] and halo_rows[1][f] below it, normalised like
+  // the frame when gamma is given. A rank's band of rows convolves so with its neighbours' edge rows (issue 5's
+  // row split) without first copying the band into a taller buffer.
   virtual void causal_conv3d(Tensor& out, const Tensor* history, const Tensor& x, const Tensor* gamma,
                              const Tensor& weight, const Tensor* bias, int pad_h, int pad_w,
-                             const Tensor* residual = nullptr);
+                             const Tensor* residual = nullptr, const Tensor* halo_rows = nullptr);
   // The VAE's RMS_norm over the last dim (spec §4.2): y = x / max(‖x‖₂, 1e-12)·sqrt(D)·gamma[D] (no eps inside a
   // root, unlike rms_norm), then y·sigmoid(y) when `then_silu` (every VAE norm but the attention's is followed by
   // SiLU). out may alias x.

@@ -44,8 +44,8 @@ Conv3dSizes conv3d(const char* backend, const Tensor& out, const Tensor& in, con
 
 Conv3dSizes causal_conv3d(const char* backend, const Tensor& out, const Tensor* history, const Tensor& x,
                           const Tensor* gamma, const Tensor& weight, const Tensor* bias, int pad_h, int pad_w,
-                          const Tensor* residual) {
-  require_f32(backend, "causal_conv3d", {&out, history, &x, gamma, &weight, bias, residual});
+                          const Tensor* residual, const Tensor* halo_rows) {
+  require_f32(backend, "causal_conv3d", {&out, history, &x, gamma, &weight, bias, residual, halo_rows});
   if (residual && residual->shape() != out.shape())
     invalid(backend, "causal_conv3d",
             "residual " + shape_string(residual->shape()) + " for out " + shape_string(out.shape()));
@@ -58,9 +58,13 @@ Conv3dSizes causal_conv3d(const char* backend, const Tensor& out, const Tensor* 
   }
   if (gamma && gamma->numel() != x.dim(3))
     invalid(backend, "causal_conv3d", "gamma " + shape_string(gamma->shape()) + " for x " + shape_string(x.shape()));
+  const int64_t frames = (history ? history->dim(0) : 0) + x.dim(0);
+  if (halo_rows && (halo_rows->shape() != Shape{2, frames, x.dim(2), x.dim(3)} || pad_h != 1))
+    invalid(backend, "causal_conv3d",
+            "halo_rows " + shape_string(halo_rows->shape()) + " with pad_h " + std::to_string(pad_h) + " for " +
+                std::to_string(frames) + " frames of x " + shape_string(x.shape()) + " (needs [2, frames, W, C], pad_h 1)");
   // The concatenated input's shape, checked as conv3d's (a tensor header only: no data is touched).
-  const Tensor joined(nullptr, DType::f32, x.device(),
-                      {(history ? history->dim(0) : 0) + x.dim(0), x.dim(1), x.dim(2), x.dim(3)});
+  const Tensor joined(nullptr, DType::f32, x.device(), {frames, x.dim(1), x.dim(2), x.dim(3)});
   return conv3d(backend, out, joined, weight, bias, pad_h, pad_w);
 }
 

@@ -15,11 +15,11 @@ struct Conv3dSizes {
 Conv3dSizes conv3d(const char* backend, const Tensor& out, const Tensor& in, const Tensor& weight, const Tensor* bias,
                    int pad_h, int pad_w);
 // Backend::causal_conv3d: history (optional) and x [*, H, W, C] alike, gamma (optional) [C], residual (optional)
-// shaped as out; the conv3d checks on
-// the concatenated input. Returns the sizes of that input (ti = history frames + x frames).
+// shaped as out, halo_rows (optional) [2, ti, W, C] with pad_h 1; the conv3d checks on the concatenated input.
+// Returns the sizes of that input (ti = history frames + x frames).
 Conv3dSizes causal_conv3d(const char* backend, const Tensor& out, const Tensor* history, const Tensor& x,
                           const Tensor* gamma, const Tensor& weight, const Tensor* bias, int pad_h, int pad_w,
-                          const Tensor* residual);
+                          const Tensor* residual, const Tensor* halo_rows);
 void vae_rms_norm(const char* backend, const Tensor& out, const Tensor& x, const Tensor& gamma);
 // in [T, H, W, C]: returns {T, H, W, C} for the three ops that take a channels-last video.
 struct VideoSizes {

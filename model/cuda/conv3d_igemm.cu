@@ -194,16 +194,22 @@ __global__ void __launch_bounds__(kConvThreads, 2) conv3d_igemm_kernel(
 // and past ci; inside, the pixel's channels, through SiLU(RMS_norm(·, gamma)) when gamma is given (the VAE's
 // per-pixel norm, spec §4.2, its sum of squares reduced over the group).
 __global__ void conv_pack_input_kernel(bf16* padded, const float* history, int64_t history_frames, const float* x,
-                                       const float* gamma, int64_t hi, int64_t wi, int64_t ci, int64_t cp,
-                                       int64_t pad_h, int64_t pad_w, int64_t pixels, int lanes) {
+                                       const float* gamma, const float* halo_rows, int64_t hi, int64_t wi,
+                                       int64_t ci, int64_t cp, int64_t pad_h, int64_t pad_w, int64_t pixels,
+                                       int lanes) {
   const int64_t thread = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   const int64_t pixel = thread / lanes;
   const int lane = static_cast<int>(thread % lanes);
   const bool active = pixel < pixels;  // inactive lanes still join the group's shuffles
   const int64_t hp = hi + 2 * pad_h, wp = wi + 2 * pad_w, groups = cp / 8;
   const int64_t xs = pixel % wp - pad_w, ys = (pixel / wp) % hp - pad_h, t = pixel / (wp * hp);
-  const bool inside = active && ys >= 0 && ys < hi && xs >= 0 && xs < wi;
+  const bool in_row = xs >= 0 && xs < wi;
+  // With halo rows, the padding row above (ys = −1) and below (ys = hi) comes from them (pad_h is 1 then).
+  const bool halo = halo_rows && in_row && (ys < 0 || ys >= hi);
+  const bool inside = active && in_row && ((ys >= 0 && ys < hi) || halo);
+  const int64_t frames = pixels / (wp * hp);
   const float* src = !inside ? nullptr
+                     : halo ? halo_rows + (((ys < 0 ? 0 : frames) + t) * wi + xs) * ci
                      : t < history_frames ? history + ((t * hi + ys) * wi + xs) * ci
                                           : x + (((t - history_frames) * hi + ys) * wi + xs) * ci;
   const bool vec = (ci & 7) == 0;
@@ -312,8 +318,9 @@ int64_t conv_padded_out_channels(int64_t co) {
 }
 
 void conv_pack_input(void* padded, const float* history, int64_t history_frames, const float* x, int64_t frames,
-                     const float* gamma, int64_t hi, int64_t wi, int64_t ci, int64_t cp, int64_t pad_h, int64_t pad_w,
-                     cudaStream_t stream) {
+                     const float* gamma, const float* halo_rows, int64_t hi, int64_t wi, int64_t ci, int64_t cp,
+                     int64_t pad_h, int64_t pad_w, cudaStream_t stream) {
+  if (halo_rows && pad_h != 1) throw std::invalid_argument("cuda conv3d: halo rows need pad_h 1");
   const int64_t pixels = (history_frames + frames) * (hi + 2 * pad_h) * (wi + 2 * pad_w);
   if (pixels == 0) return;
   int lanes = 1;
@@ -321,7 +328,8 @@ void conv_pack_input(void* padded, const float* history, int64_t history_frames,
   const int64_t blocks = (pixels * lanes + kThreads - 1) / kThreads;
   if (blocks > INT_MAX) throw std::invalid_argument("cuda conv3d: input too large to pack");
   conv_pack_input_kernel<<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(
-      static_cast<bf16*>(padded), history, history_frames, x, gamma, hi, wi, ci, cp, pad_h, pad_w, pixels, lanes);
+      static_cast<bf16*>(padded), history, history_frames, x, gamma, halo_rows, hi, wi, ci, cp, pad_h, pad_w, pixels,
+      lanes);
   check_launch();
 }
 

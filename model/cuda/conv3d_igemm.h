@@ -22,10 +22,11 @@ int64_t conv_padded_out_channels(int64_t co);
 // [history; x] along time (f32 [history_frames, hi, wi, ci] and [frames, hi, wi, ci]; history may be null with
 // 0 frames) -> padded bf16 [history_frames + frames, hi + 2·pad_h, wi + 2·pad_w, cp]: each pixel through
 // SiLU(RMS_norm(·, gamma)) when gamma [ci] is given (Backend::causal_conv3d), zeros in the border and in
-// channels ≥ ci.
+// channels ≥ ci. halo_rows (optional, f32 [2, history_frames + frames, wi, ci], with pad_h 1) fill the padding rows
+// above (halo_rows[0][t]) and below (halo_rows[1][t]) each frame t instead of zeros.
 void conv_pack_input(void* padded, const float* history, int64_t history_frames, const float* x, int64_t frames,
-                     const float* gamma, int64_t hi, int64_t wi, int64_t ci, int64_t cp, int64_t pad_h, int64_t pad_w,
-                     cudaStream_t stream);
+                     const float* gamma, const float* halo_rows, int64_t hi, int64_t wi, int64_t ci, int64_t cp,
+                     int64_t pad_h, int64_t pad_w, cudaStream_t stream);
 // weight f32 [co, taps, ci] -> bf16 [cop, taps, cp], zeros in the padding.
 void conv_pack_weight(void* packed, const float* weight, int64_t co, int64_t taps, int64_t ci, int64_t cop,
                       int64_t cp, cudaStream_t stream);

@@ -66,7 +66,8 @@ class CudaBackend final : public Backend {
   // Video ops of the VAE (cuda_video_ops.cc).
   void conv3d(Tensor& out, const Tensor& in, const Tensor& weight, const Tensor* bias, int pad_h, int pad_w) override;
   void causal_conv3d(Tensor& out, const Tensor* history, const Tensor& x, const Tensor* gamma, const Tensor& weight,
-                     const Tensor* bias, int pad_h, int pad_w, const Tensor* residual = nullptr) override;
+                     const Tensor* bias, int pad_h, int pad_w, const Tensor* residual = nullptr,
+                     const Tensor* halo_rows = nullptr) override;
   void vae_rms_norm(Tensor& out, const Tensor& x, const Tensor& gamma, bool then_silu) override;
   void upsample_nearest2x(Tensor& out, const Tensor& in) override;
   void channels_to_frames(Tensor& out, const Tensor& in, int factor) override;
@@ -83,7 +84,7 @@ class CudaBackend final : public Backend {
  private:
   // conv3d and causal_conv3d after their checks (cuda_video_ops.cc).
   void convolve(Tensor& out, const Tensor* history, const Tensor& x, const Tensor* gamma, const Tensor& weight,
-                const Tensor* bias, int pad_h, int pad_w, const Tensor* residual);
+                const Tensor* bias, int pad_h, int pad_w, const Tensor* residual, const Tensor* halo_rows);
   // f32 attention of one head by cuBLASLt GEMMs (keys ≥ 1 valid keys); see cuda_backend.cc.
   void attention_f32_by_gemm(Tensor& out, Tensor* lse, const Tensor& q, const Tensor& k, const Tensor& v,
                              int64_t keys, float scale);

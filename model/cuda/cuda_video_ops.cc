@@ -28,22 +28,23 @@ void CudaBackend::conv3d(Tensor& out, const Tensor& in, const Tensor& weight, co
                          int pad_w) {
   require_device("conv3d", {&out, &in, &weight, bias});
   video_checks::conv3d("cuda", out, in, weight, bias, pad_h, pad_w);
-  convolve(out, nullptr, in, nullptr, weight, bias, pad_h, pad_w, nullptr);
+  convolve(out, nullptr, in, nullptr, weight, bias, pad_h, pad_w, nullptr, nullptr);
 }
 
 void CudaBackend::causal_conv3d(Tensor& out, const Tensor* history, const Tensor& x, const Tensor* gamma,
                                 const Tensor& weight, const Tensor* bias, int pad_h, int pad_w,
-                                const Tensor* residual) {
-  require_device("causal_conv3d", {&out, history, &x, gamma, &weight, bias, residual});
-  video_checks::causal_conv3d("cuda", out, history, x, gamma, weight, bias, pad_h, pad_w, residual);
-  convolve(out, history, x, gamma, weight, bias, pad_h, pad_w, residual);
+                                const Tensor* residual, const Tensor* halo_rows) {
+  require_device("causal_conv3d", {&out, history, &x, gamma, &weight, bias, residual, halo_rows});
+  video_checks::causal_conv3d("cuda", out, history, x, gamma, weight, bias, pad_h, pad_w, residual, halo_rows);
+  convolve(out, history, x, gamma, weight, bias, pad_h, pad_w, residual, halo_rows);
 }
 
 // Both convolution ops: the implicit GEMM's operands (conv3d_igemm.h), a zero-padded bf16 copy of [history; x]
-// (normalised on the way when gamma is given) and bf16 weights, in the scratch arena for the length of this op
+// (normalised on the way when gamma is given, the halo rows in the H padding when given) and bf16 weights, in the scratch arena for the length of this op
 // (stream order keeps them alive until the kernel has read them).
 void CudaBackend::convolve(Tensor& out, const Tensor* history, const Tensor& x, const Tensor* gamma,
-                           const Tensor& weight, const Tensor* bias, int pad_h, int pad_w, const Tensor* residual) {
+                           const Tensor& weight, const Tensor* bias, int pad_h, int pad_w, const Tensor* residual,
+                           const Tensor* halo_rows) {
   const int64_t hf = history ? history->dim(0) : 0, ti = hf + x.dim(0), hi = x.dim(1), wi = x.dim(2), ci = x.dim(3);
   const int64_t co = weight.dim(0), kt = weight.dim(1), kh = weight.dim(2), kw = weight.dim(3);
   const Arena::Scope scope(arena());
@@ -52,7 +53,8 @@ void CudaBackend::convolve(Tensor& out, const Tensor* history, const Tensor& x, 
   Tensor padded = scratch({ti, hp, wp, cp}, DType::bf16);
   Tensor packed = scratch({cop, taps, cp}, DType::bf16);
   cuda::conv_pack_input(padded.data(), history ? history->ptr<float>() : nullptr, hf, x.ptr<float>(), x.dim(0),
-                        gamma ? gamma->ptr<float>() : nullptr, hi, wi, ci, cp, pad_h, pad_w, stream());
+                        gamma ? gamma->ptr<float>() : nullptr, halo_rows ? halo_rows->ptr<float>() : nullptr, hi,
+                        wi, ci, cp, pad_h, pad_w, stream());
   cuda::conv_pack_weight(packed.data(), weight.ptr<float>(), co, taps, ci, cop, cp, stream());
   cuda::conv3d_igemm(out.ptr<float>(), padded.data(), packed.data(), bias ? bias->ptr<float>() : nullptr,
                      residual ? residual->ptr<float>() : nullptr, ti, hp, wp, cp, co, cop, kt, kh, kw, stream());

@@ -29,59 +29,49 @@ RowBand row_band(int64_t rows, int parts, int index) {
   return {index * base + std::min<int64_t>(index, extra), base + (index < extra ? 1 : 0)};
 }
 
-void exchange_halo_rows(Backend& be, comm::Comm& group, Tensor& frames) {
-  if (frames.rank() != 4 || frames.dim(1) < 3 || frames.dtype() != DType::f32)
-    throw std::invalid_argument("exchange_halo_rows: frames " + shape_string(frames.shape()) +
-                                " must be f32 [n, band + 2, W, C] with a band of at least one row");
-  const int64_t n = frames.dim(0), padded = frames.dim(1), row = frames.dim(2) * frames.dim(3);
+void exchange_halo_rows(Backend& be, comm::Comm& group, const Tensor& band, Tensor& halo_rows, int64_t first) {
+  const int64_t n = band.dim(0), h = band.dim(1), m = halo_rows.rank() == 4 ? halo_rows.dim(1) : 0;
+  if (band.rank() != 4 || h < 1 || band.dtype() != DType::f32 || halo_rows.dtype() != DType::f32 || first < 0 ||
+      first + n > m || halo_rows.shape() != Shape{2, m, band.dim(2), band.dim(3)})
+    throw std::invalid_argument("exchange_halo_rows: band " + shape_string(band.shape()) + " into halo rows " +
+                                shape_string(halo_rows.shape()) + " from frame " + std::to_string(first) +
+                                " (needs f32 [n, h ≥ 1, W, C] and [2, ≥ first + n, W, C])");
+  const int64_t row = band.dim(2) * band.dim(3);
   const int me = group.rank();
   const int above = me > 0 ? me - 1 : -1, below = me + 1 < group.size() ? me + 1 : -1;
   const comm::Stream stream{be.stream_handle()};
-  // The rows every frame sends and receives, packed into one buffer per direction with one pitched copy each:
-  // two messages and four copies per call, whatever the frame count (halo rows are small: a message or a copy
-  // costs its latency, not bandwidth).
+  // Received straight into place: side 0 (rows above) and side 1 (rows below) each hold the frames contiguously.
+  Tensor from_above = halo_rows.slice(0, 1).view({m, row}).slice(first, first + n);
+  Tensor from_below = halo_rows.slice(1, 2).view({m, row}).slice(first, first + n);
+  // What goes out: every frame's first and last band row, packed by one pitched copy each when there are several
+  // frames (one frame's rows are contiguous already). One message per neighbour and direction: halo rows are
+  // small, a message or a copy costs its latency, not bandwidth.
   const Arena::Scope scope(be.arena());
-  Tensor first_rows = be.scratch({n, row}, DType::f32), last_rows = be.scratch({n, row}, DType::f32);
-  Tensor from_below = be.scratch({n, row}, DType::f32), from_above = be.scratch({n, row}, DType::f32);
   const comm::Memory memory = group.memory();
-  const size_t row_bytes = static_cast<size_t>(row) * sizeof(float), frame_bytes = padded * row_bytes;
-  char* base = static_cast<char*>(frames.data());
-  const auto frames_count = static_cast<size_t>(n);
-  if (above >= 0)
-    comm::copy_strided(memory, first_rows.data(), row_bytes, base + row_bytes, frame_bytes, row_bytes, frames_count,
-                       stream);
-  if (below >= 0)
-    comm::copy_strided(memory, last_rows.data(), row_bytes, base + (padded - 2) * row_bytes, frame_bytes, row_bytes,
-                       frames_count, stream);
+  const size_t row_bytes = static_cast<size_t>(row) * sizeof(float), frame_bytes = h * row_bytes;
+  char* base = static_cast<char*>(band.data());
+  const void* first_rows = base;
+  const void* last_rows = base + (h - 1) * row_bytes;
+  if (n > 1) {
+    Tensor first_copy = be.scratch({n, row}, DType::f32), last_copy = be.scratch({n, row}, DType::f32);
+    if (above >= 0)
+      comm::copy_strided(memory, first_copy.data(), row_bytes, base, frame_bytes, row_bytes, static_cast<size_t>(n),
+                         stream);
+    if (below >= 0)
+      comm::copy_strided(memory, last_copy.data(), row_bytes, base + (h - 1) * row_bytes, frame_bytes, row_bytes,
+                         static_cast<size_t>(n), stream);
+    first_rows = first_copy.data();
+    last_rows = last_copy.data();
+  }
   const auto count = static_cast<size_t>(n * row);
-  // Upward: my first band rows go to the rank above, my bottom halos come from the rank below. Downward: my last
-  // band rows go below, my top halos come from above. Each pair of ranks sees messages in one direction per
-  // phase, so the two phases can be in flight together.
-  std::vector<std::unique_ptr<comm::Pending>> pending;
-  pending.push_back(group.send_recv(first_rows.data(), above, from_below.data(), below, count, DType::f32, stream));
-  pending.push_back(group.send_recv(last_rows.data(), below, from_above.data(), above, count, DType::f32, stream));
-  for (auto& p : pending) p->wait(stream);
-  // Received halos into place; at the image border the zero padding of the single-rank convolution (spec §4.2).
-  if (above >= 0)
-    comm::copy_strided(memory, base, frame_bytes, from_above.data(), row_bytes, row_bytes, frames_count, stream);
-  else
-    comm::zero_strided(memory, base, frame_bytes, row_bytes, frames_count, stream);
-  if (below >= 0)
-    comm::copy_strided(memory, base + (padded - 1) * row_bytes, frame_bytes, from_below.data(), row_bytes, row_bytes,
-                       frames_count, stream);
-  else
-    comm::zero_strided(memory, base + (padded - 1) * row_bytes, frame_bytes, row_bytes, frames_count, stream);
-}
-
-void place_band_rows(Backend& be, comm::Comm& group, const Tensor& band, Tensor& frames) {
-  const int64_t n = band.dim(0), h = band.dim(1);
-  if (band.rank() != 4 || frames.shape() != Shape{n, h + 2, band.dim(2), band.dim(3)} || band.dtype() != DType::f32 ||
-      frames.dtype() != DType::f32)
-    throw std::invalid_argument("place_band_rows: band " + shape_string(band.shape()) + " into frames " +
-                                shape_string(frames.shape()));
-  const size_t row_bytes = static_cast<size_t>(band.dim(2) * band.dim(3)) * sizeof(float);
-  comm::copy_strided(group.memory(), static_cast<char*>(frames.data()) + row_bytes, (h + 2) * row_bytes, band.data(),
-                     h * row_bytes, h * row_bytes, static_cast<size_t>(n), comm::Stream{be.stream_handle()});
+  // Upward: my first band rows to the rank above, my rows below from the rank below; downward the reverse. One
+  // call, so NCCL runs both directions as one group.
+  const comm::Transfer transfers[] = {{first_rows, above, from_below.data(), below, count},
+                                      {last_rows, below, from_above.data(), above, count}};
+  group.send_recv_all(transfers, DType::f32, stream)->wait(stream);
+  // At the image border: the zero padding of the single-rank convolution (spec §4.2).
+  if (above < 0) zero(be, from_above);
+  if (below < 0) zero(be, from_below);
 }
 
 void gather_row_bands(Backend& be, comm::Comm& group, const Tensor& band, Tensor& whole, int64_t rows,

@@ -21,14 +21,12 @@ struct RowBand {
 // 3×3 convolution could not find its halo row on the neighbour.
 RowBand row_band(int64_t rows, int parts, int index);
 
-// frames [n, band + 2, W, C] (contiguous), rows 1..band of each frame holding this rank's band: fills row 0 of
-// every frame with the last band row of the rank above and row band + 1 with the first band row of the rank below;
-// zeros at the top and bottom of the image (what the single-rank convolution's zero padding reads there).
-// Collective over `group` (point-to-point with the neighbours, on the backend's stream).
-void exchange_halo_rows(Backend& be, comm::Comm& group, Tensor& frames);
-// band [n, h, W, C] into rows 1..h of frames [n, h + 2, W, C] (both contiguous f32), the layout exchange_halo_rows
-// completes: one pitched copy in the group's memory, on the backend's stream.
-void place_band_rows(Backend& be, comm::Comm& group, const Tensor& band, Tensor& frames);
+// band [n, h, W, C] (contiguous: this rank's rows of n frames), halo_rows [2, m, W, C] with m ≥ first + n: fills
+// halo_rows[0][first + f] with the last band row of frame f on the rank above and halo_rows[1][first + f] with the
+// first band row of frame f on the rank below; zeros at the top and bottom of the image (what the single-rank
+// convolution's zero padding reads there). That is Backend::causal_conv3d's halo_rows argument. Collective over
+// `group` (point-to-point with the neighbours, on the backend's stream).
+void exchange_halo_rows(Backend& be, comm::Comm& group, const Tensor& band, Tensor& halo_rows, int64_t first);
 
 // Whole frames from every rank's band: band [outer, s·count_r, inner] of this rank r -> whole [outer, s·rows,
 // inner] on every rank, where band r = row_band(rows, group size, r) and s = `scale` (the resolution over the

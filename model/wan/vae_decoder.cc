@@ -4,6 +4,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "comm/strided_copy.h"
+
 namespace ditrun::wan {
 
 namespace {
@@ -30,6 +32,11 @@ VaeDecoder::CacheSlot& VaeDecoder::slot(int index, int64_t h, int64_t w, int64_t
   if (s.frames.data() == nullptr || s.frames.shape() != shape) {  // first use at this size: zeros
     s.frames = backend_.allocate(shape, DType::f32);
     zero(backend_, s.frames);
+  }
+  const Shape halo_shape = {2, kCacheFrames, w, c};
+  if (rows_split() && (s.halos.data() == nullptr || s.halos.shape() != halo_shape)) {
+    s.halos = backend_.allocate(halo_shape, DType::f32);
+    zero(backend_, s.halos);
   }
   return s;
 }
@@ -74,17 +81,28 @@ Tensor VaeDecoder::norm_silu_causal_conv(const Tensor& gamma, const VaeConv& con
 Tensor VaeDecoder::band_conv(const VaeConv& conv, int slot_index, const Tensor& x, const Tensor* gamma,
                              const Tensor* residual, Tensor* into) {
   const int64_t n = x.dim(0), h = x.dim(1), w = x.dim(2), c = x.dim(3);
-  const int64_t history = slot_index >= 0 ? kCacheFrames : 0;
-  CacheSlot* cache = slot_index >= 0 ? &slot(slot_index, h + 2, w, c) : nullptr;
-  Tensor rows = backend_.scratch({n, h + 2, w, c}, DType::f32);
-  parallel::place_band_rows(backend_, *group_, x, rows);  // the band into rows 1..h of each frame
-  parallel::exchange_halo_rows(backend_, *group_, rows);
+  CacheSlot* cache = slot_index >= 0 ? &slot(slot_index, h, w, c) : nullptr;
+  const int64_t history = cache ? kCacheFrames : 0, frames = history + n;
+  // The halo rows of [history; x]: the cached frames' from the cache, the new frames' from the neighbours.
+  Tensor halos = backend_.scratch({2, frames, w, c}, DType::f32);
+  const size_t row_bytes = static_cast<size_t>(w * c) * sizeof(float);
+  const comm::Stream stream{backend_.stream_handle()};
+  char* halo_base = static_cast<char*>(halos.data());
+  if (cache)  // both sides in one pitched copy: side s's 2 cached frames to the start of side s
+    comm::copy_strided(group_->memory(), halo_base, frames * row_bytes, cache->halos.data(),
+                       kCacheFrames * row_bytes, kCacheFrames * row_bytes, 2, stream);
+  parallel::exchange_halo_rows(backend_, *group_, x, halos, history);
   const int64_t kt = conv.w.dim(1), kw = conv.w.dim(3);
-  Tensor y = into ? *into : backend_.scratch({history + n - kt + 1, h, w, conv.w.dim(0)}, DType::f32);
-  // H padding: the halos. The norm (when gamma is given) runs on the halo rows too: it is per pixel.
-  backend_.causal_conv3d(y, cache ? &cache->frames : nullptr, rows, gamma, conv.w, &conv.b, /*pad_h=*/0,
-                         static_cast<int>(kw / 2), residual);
-  if (cache) keep_history(*cache, rows);  // with their halos: the neighbours' rows of those frames do not change
+  Tensor y = into ? *into : backend_.scratch({frames - kt + 1, h, w, conv.w.dim(0)}, DType::f32);
+  // The halos in place of the H padding; the norm (when gamma is given) runs on them too: it is per pixel.
+  backend_.causal_conv3d(y, cache ? &cache->frames : nullptr, x, gamma, conv.w, &conv.b, /*pad_h=*/1,
+                         static_cast<int>(kw / 2), residual, &halos);
+  if (cache) {  // the last 2 frames and their halo rows: the neighbours' rows of those frames do not change
+    keep_history(*cache, x);
+    comm::copy_strided(group_->memory(), cache->halos.data(), kCacheFrames * row_bytes,
+                       halo_base + (frames - kCacheFrames) * row_bytes, frames * row_bytes, kCacheFrames * row_bytes,
+                       2, stream);
+  }
   return y;
 }
 
@@ -200,8 +218,10 @@ void VaeDecoder::begin(const Tensor& latents) {
   const Shape whole_shape = {c.temporal_factor(), c.out_channels, s * h, s * w};
   if (rows_split() && (whole_frames_.data() == nullptr || whole_frames_.shape() != whole_shape))
     whole_frames_ = backend_.allocate(whole_shape, DType::f32);
-  for (CacheSlot& slot : cache_)
-    if (slot.frames.data() != nullptr) zero(backend_, slot.frames);  // cache reset before each decode
+  for (CacheSlot& slot : cache_) {  // cache reset before each decode
+    if (slot.frames.data() != nullptr) zero(backend_, slot.frames);
+    if (slot.halos.data() != nullptr) zero(backend_, slot.halos);
+  }
   latent_frames_ = t;
   latent_rows_ = h;
   band_ = band;

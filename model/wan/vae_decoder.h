@@ -64,6 +64,7 @@ class VaeDecoder {
   // normalises history and new frames alike, which gives the reference's cache of normalised frames.
   struct CacheSlot {
     Tensor frames;  // [2, H, W, C]
+    Tensor halos;   // with a row split: [2, 2, W, C], the halo rows above (0) and below (1) those frames
   };
   CacheSlot& slot(int index, int64_t h, int64_t w, int64_t c);
   // The cache after a convolution over [cache; x]: the last 2 frames of that sequence.
@@ -79,7 +80,7 @@ class VaeDecoder {
   Tensor upsample(const VaeUpsampler& up, int& next_slot, const Tensor& x, bool first_chunk);
   // A convolution with a 3×3 spatial kernel on this rank's band of rows: its input (x, or RMS_norm + SiLU of x when
   // `gamma` is given) gets one halo row above and below from the neighbours, and the cached history (slot_index
-  // ≥ 0; −1 for none) holds the input frames with their halos, so later chunks need no re-exchange.
+  // ≥ 0; −1 for none) keeps the halo rows of its frames, so later chunks need no re-exchange.
   Tensor band_conv(const VaeConv& conv, int slot_index, const Tensor& x, const Tensor* gamma,
                    const Tensor* residual = nullptr, Tensor* into = nullptr);
 
