@@ -5,18 +5,27 @@
 
 #include <cuda_runtime.h>
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <initializer_list>
+#include <iterator>
 #include <memory>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "model/core/half.h"
 #include "model/core/philox.h"
 #include "tests/relative_l2.h"
 #include "model/cpu/cpu_backend.h"
+#include "model/cuda/conv3d_igemm.h"
 #include "model/cuda/cuda_backend.h"
 
 using namespace ditrun;
@@ -659,6 +668,33 @@ TEST_F(CudaOps, CausalConv3dBuildsItsOperandFromHistoryAndNormalisedFrames) {
   Tensor x = gpu_->allocate({2, 4, 4, 8}, DType::f32), h = gpu_->allocate({2, 4, 5, 8}, DType::f32);
   Tensor w = gpu_->allocate({2, 3, 3, 3, 8}, DType::f32), out = gpu_->allocate({2, 4, 4, 2}, DType::f32);
   EXPECT_THROW(gpu_->causal_conv3d(out, &h, x, nullptr, w, nullptr, 1, 1), std::invalid_argument);  // W 5 vs 4
+}
+
+// Split K (conv3d_igemm.cu): a problem with fewer tiles than the GPU runs at once sums its tap rows in parts.
+// Conv3d above takes that path for its small shapes; here the same operands also go through the unsplit kernel
+// (no workspace): the two differ only in the fp32 summation order.
+TEST_F(CudaOps, Conv3dSplitOverTapRowsEqualsTheUnsplitSum) {
+  for (const auto& [kt, kh, co] : {std::tuple<int64_t, int64_t, int64_t>{3, 3, 96}, {3, 1, 384}, {1, 3, 64}}) {
+    const int64_t ti = 4, hi = 12, wi = 20, ci = 64, kw = kh, pad = kh / 2;
+    const int64_t hp = hi + 2 * pad, wp = wi + 2 * pad, to = ti - kt + 1;
+    ASSERT_GT(cuda::conv3d_igemm_workspace_floats(ti, hp, wp, co, kt, kh, kw), 0) << "the shape should split";
+    const Shape in_shape = {ti, hi, wi, ci}, w_shape = {co, kt, kh, kw, ci}, out_shape = {to, hi, wi, co};
+    const float bound = 1.f / std::sqrt(static_cast<float>(kt * kh * kw * ci));
+    Tensor gx = gpu(random(shape_numel(in_shape), 401), in_shape, DType::f32);
+    Tensor gw = gpu(random(shape_numel(w_shape), 402, -bound, bound), w_shape, DType::f32);
+    Tensor gb = gpu(random(co, 403), {co}, DType::f32), gr = gpu(random(shape_numel(out_shape), 404), out_shape, DType::f32);
+    Tensor split = gpu_->allocate(out_shape, DType::f32), whole = gpu_->allocate(out_shape, DType::f32);
+    gpu_->causal_conv3d(split, nullptr, gx, nullptr, gw, &gb, static_cast<int>(pad), static_cast<int>(pad), &gr);
+    const int64_t cp = cuda::conv_padded_in_channels(ci), cop = cuda::conv_padded_out_channels(co);
+    Tensor padded = gpu_->allocate({ti, hp, wp, cp}, DType::bf16), packed = gpu_->allocate({cop, kt * kh * kw, cp}, DType::bf16);
+    const auto stream = static_cast<cudaStream_t>(gpu_->stream_handle());
+    cuda::conv_pack_input(padded.data(), nullptr, 0, gx.ptr<float>(), ti, nullptr, nullptr, hi, wi, ci, cp, pad, pad, stream);
+    cuda::conv_pack_weight(packed.data(), gw.ptr<float>(), co, kt * kh * kw, ci, cop, cp, stream);
+    cuda::conv3d_igemm(whole.ptr<float>(), padded.data(), packed.data(), gb.ptr<float>(), gr.ptr<float>(), ti, hp, wp,
+                       cp, co, cop, kt, kh, kw, /*workspace=*/nullptr, stream);
+    EXPECT_LE(relative_l2(fetch(*gpu_, split), fetch(*gpu_, whole)), 1e-6)
+        << "split vs unsplit " << kt << "x" << kh << "x" << kw << " co " << co;
+  }
 }
 
 // A row band's convolution (issue 5): the neighbours' edge rows given as halo_rows in place of the H padding

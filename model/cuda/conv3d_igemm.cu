@@ -6,6 +6,7 @@
 
 #include <cuda_bf16.h>
 
+#include <algorithm>
 #include <climits>
 #include <stdexcept>
 #include <string>
@@ -60,7 +61,7 @@ template <int BN, int KW>
 __global__ void __launch_bounds__(kConvThreads, 2) conv3d_igemm_kernel(
     float* __restrict__ out, const bf16* __restrict__ in, const bf16* __restrict__ weight,
     const float* __restrict__ bias, const float* __restrict__ residual, int kh, int tap_rows, int cp, int co,
-    int in_rows, int m_total, int hp, int wp, int ho, int wo) {
+    int in_rows, int m_total, int hp, int wp, int ho, int wo, int rows_per_split, int64_t split_stride) {
   constexpr int kWarpN = BN / 2;                   // channels per warp
   constexpr int kFragsN = kWarpN / 8;              // n8 fragments per warp (even: loaded in pairs)
   constexpr int kSlabRows = kTileM + KW - 1;
@@ -74,10 +75,14 @@ __global__ void __launch_bounds__(kConvThreads, 2) conv3d_igemm_kernel(
   const int warp_m = warp & 3, warp_n = warp >> 2;
   const int m0 = blockIdx.x * kTileM, n0 = blockIdx.y * BN;
   const int k_per_row = cp / kTileK;
-  const int k_steps = tap_rows * k_per_row;
+  // Split K (blockIdx.z): this CTA's share of the tap rows, its partial sum written at out + z·split_stride.
+  const int first_step = blockIdx.z * rows_per_split * k_per_row;
+  const int k_steps = min(tap_rows * k_per_row - first_step, rows_per_split * k_per_row);
+  out += blockIdx.z * split_stride;
   const int64_t weight_row = static_cast<int64_t>(tap_rows) * KW * cp;
 
-  auto load_stage = [&](int stage, int step) {
+  auto load_stage = [&](int stage, int local_step) {
+    const int step = first_step + local_step;
     const int tap_row = step / k_per_row, c0 = (step - tap_row * k_per_row) * kTileK;
     const int a = tap_row / kh, b = tap_row - a * kh;
     const int shift = (a * hp + b) * wp;  // the (a, b) rows' flat-pixel shift; tap c adds c
@@ -189,77 +194,95 @@ __global__ void __launch_bounds__(kConvThreads, 2) conv3d_igemm_kernel(
     }
 }
 
+// The split-K partial sums added up: out = Σ_s partial[s] + bias + residual, in split order (deterministic).
+__global__ void conv_split_reduce_kernel(float* out, const float* partial, int splits, int64_t split_stride,
+                                         const float* bias, const float* residual, int64_t co, int64_t n) {
+  DITRUN_GRID_STRIDE(i, n) {
+    float v = partial[i];
+    for (int s = 1; s < splits; ++s) v += partial[s * split_stride + i];
+    if (bias) v += bias[i % co];
+    if (residual) v += residual[i];
+    out[i] = v;
+  }
+}
+
 // A group of `lanes` lanes (a power of two ≤ 32, at least one lane per 8 padded channels up to 32) per padded
 // pixel of [history; x], each lane 8 channels at a time (two 16-byte loads, one 16-byte store): zeros in the border
 // and past ci; inside, the pixel's channels, through SiLU(RMS_norm(·, gamma)) when gamma is given (the VAE's
 // per-pixel norm, spec §4.2, its sum of squares reduced over the group).
-__global__ void conv_pack_input_kernel(bf16* padded, const float* history, int64_t history_frames, const float* x,
-                                       const float* gamma, const float* halo_rows, int64_t hi, int64_t wi,
-                                       int64_t ci, int64_t cp, int64_t pad_h, int64_t pad_w, int64_t pixels,
-                                       int lanes) {
-  const int64_t thread = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  const int64_t pixel = thread / lanes;
-  const int lane = static_cast<int>(thread % lanes);
-  const bool active = pixel < pixels;  // inactive lanes still join the group's shuffles
-  const int64_t hp = hi + 2 * pad_h, wp = wi + 2 * pad_w, groups = cp / 8;
-  const int64_t xs = pixel % wp - pad_w, ys = (pixel / wp) % hp - pad_h, t = pixel / (wp * hp);
-  const bool in_row = xs >= 0 && xs < wi;
-  // With halo rows, the padding row above (ys = −1) and below (ys = hi) comes from them (pad_h is 1 then).
-  const bool halo = halo_rows && in_row && (ys < 0 || ys >= hi);
-  const bool inside = active && in_row && ((ys >= 0 && ys < hi) || halo);
-  const int64_t frames = pixels / (wp * hp);
-  const float* src = !inside ? nullptr
-                     : halo ? halo_rows + (((ys < 0 ? 0 : frames) + t) * wi + xs) * ci
-                     : t < history_frames ? history + ((t * hi + ys) * wi + xs) * ci
-                                          : x + (((t - history_frames) * hi + ys) * wi + xs) * ci;
+__global__ void conv_pack_input_kernel(bf16* padded, const float* history, int history_frames, const float* x,
+                                       const float* gamma, const float* halo_rows, int frames, int hi, int wi, int ci,
+                                       int cp, int pad_h, int pad_w, int lane_bits) {
+  // x of the grid: the lanes of one padded row's pixels; y: padded rows (frame, row), strided when there are more
+  // than the grid has. 32-bit index math (conv_pack_input checks the sizes): 64-bit divisions per thread made
+  // this memory-bound copy cost as much as its traffic again.
+  const int lanes = 1 << lane_bits;
+  const int hp = hi + 2 * pad_h, wp = wi + 2 * pad_w, groups = cp / 8;
+  const int thread = blockIdx.x * blockDim.x + threadIdx.x;
+  const int col = thread >> lane_bits, lane = thread & (lanes - 1);
+  const bool active = col < wp;  // inactive lanes still join the group's shuffles
+  const int xs = col - pad_w;
+  const bool in_row = active && xs >= 0 && xs < wi;
   const bool vec = (ci & 7) == 0;
-  auto load8 = [&](int64_t g, float (&v)[8]) {
-    if (inside && vec && g * 8 < ci) {
-      const float4 lo = reinterpret_cast<const float4*>(src)[2 * g];
-      const float4 hi4 = reinterpret_cast<const float4*>(src)[2 * g + 1];
-      v[0] = lo.x, v[1] = lo.y, v[2] = lo.z, v[3] = lo.w, v[4] = hi4.x, v[5] = hi4.y, v[6] = hi4.z, v[7] = hi4.w;
-    } else {
+  for (int row = blockIdx.y; row < frames * hp; row += gridDim.y) {  // uniform over the block
+    const int t = row / hp, ys = row - t * hp - pad_h;
+    // With halo rows, the padding row above (ys = −1) and below (ys = hi) comes from them (pad_h is 1 then).
+    const bool halo = halo_rows && in_row && (ys < 0 || ys >= hi);
+    const bool inside = in_row && ((ys >= 0 && ys < hi) || halo);
+    const float* src = !inside ? nullptr
+                       : halo  ? halo_rows + ((static_cast<int64_t>(ys < 0 ? 0 : frames) + t) * wi + xs) * ci
+                       : t < history_frames
+                           ? history + ((static_cast<int64_t>(t) * hi + ys) * wi + xs) * ci
+                           : x + ((static_cast<int64_t>(t - history_frames) * hi + ys) * wi + xs) * ci;
+    auto load8 = [&](int g, float (&v)[8]) {
+      if (inside && vec && g * 8 < ci) {
+        const float4 lo = reinterpret_cast<const float4*>(src)[2 * g];
+        const float4 hi4 = reinterpret_cast<const float4*>(src)[2 * g + 1];
+        v[0] = lo.x, v[1] = lo.y, v[2] = lo.z, v[3] = lo.w, v[4] = hi4.x, v[5] = hi4.y, v[6] = hi4.z, v[7] = hi4.w;
+      } else {
 #pragma unroll
-      for (int e = 0; e < 8; ++e) v[e] = inside && g * 8 + e < ci ? src[g * 8 + e] : 0.f;
-    }
-  };
-  float factor = 1.f;
-  if (gamma) {  // uniform over the grid: every lane of a group takes this branch
-    float ss = 0.f;
-    for (int64_t g = lane; g < groups; g += lanes) {
-      float v[8];
-      load8(g, v);
-#pragma unroll
-      for (int e = 0; e < 8; ++e) ss += v[e] * v[e];
-    }
-    for (int offset = lanes / 2; offset > 0; offset >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, offset, lanes);
-    factor = sqrtf(static_cast<float>(ci)) / fmaxf(sqrtf(ss), 1e-12f);
-  }
-  if (!active) return;
-  bf16* dst = padded + pixel * cp;
-  for (int64_t g = lane; g < groups; g += lanes) {
-    float v[8];
-    load8(g, v);  // the second read of a pixel's channels comes from L1
-    __align__(16) bf16 out[8];
-#pragma unroll
-    for (int e = 0; e < 8; ++e) {
-      float y = v[e];
-      if (gamma && g * 8 + e < ci) {
-        y = y * factor * gamma[g * 8 + e];
-        y = y / (1.f + expf(-y));
+        for (int e = 0; e < 8; ++e) v[e] = inside && g * 8 + e < ci ? src[g * 8 + e] : 0.f;
       }
-      out[e] = __float2bfloat16_rn(y);
+    };
+    float factor = 1.f;
+    if (gamma) {  // uniform over the grid: every lane of a group takes this branch
+      float ss = 0.f;
+      for (int g = lane; g < groups; g += lanes) {
+        float v[8];
+        load8(g, v);
+#pragma unroll
+        for (int e = 0; e < 8; ++e) ss += v[e] * v[e];
+      }
+      for (int offset = lanes / 2; offset > 0; offset >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, offset, lanes);
+      factor = sqrtf(static_cast<float>(ci)) / fmaxf(sqrtf(ss), 1e-12f);
     }
-    reinterpret_cast<uint4*>(dst)[g] = *reinterpret_cast<const uint4*>(out);
+    if (!active) continue;
+    bf16* dst = padded + (static_cast<int64_t>(row) * wp + col) * cp;
+    for (int g = lane; g < groups; g += lanes) {
+      float v[8];
+      load8(g, v);  // the second read of a pixel's channels comes from L1
+      __align__(16) bf16 out[8];
+#pragma unroll
+      for (int e = 0; e < 8; ++e) {
+        float y = v[e];
+        if (gamma && g * 8 + e < ci) {
+          y = y * factor * gamma[g * 8 + e];
+          y = y / (1.f + expf(-y));
+        }
+        out[e] = __float2bfloat16_rn(y);
+      }
+      reinterpret_cast<uint4*>(dst)[g] = *reinterpret_cast<const uint4*>(out);
+    }
   }
 }
 
-__global__ void conv_pack_weight_kernel(bf16* packed, const float* weight, int64_t co, int64_t taps, int64_t ci,
-                                        int64_t cp, int64_t n) {
-  DITRUN_GRID_STRIDE(i, n) {
-    const int64_t c = i % cp, tap = (i / cp) % taps, o = i / (cp * taps);
-    packed[i] = __float2bfloat16_rn(o < co && c < ci ? weight[(o * taps + tap) * ci + c] : 0.f);
-  }
+// One thread per packed element, 32-bit indices (conv_pack_weight checks the size): the weights are packed on
+// every call, so this runs ~30 times per latent frame.
+__global__ void conv_pack_weight_kernel(bf16* packed, const float* weight, int co, int taps, int ci, int cp, int n) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  const int c = i % cp, row = i / cp, tap = row % taps, o = row / taps;
+  packed[i] = __float2bfloat16_rn(o < co && c < ci ? weight[(static_cast<int64_t>(o) * taps + tap) * ci + c] : 0.f);
 }
 
 // The output-channel tile for co channels: a divisor of co where one fits (no padding), else 64.
@@ -278,22 +301,71 @@ struct ConvCall {
   const float* bias;
   const float* residual;
   int kh, tap_rows, cp, co, cop, in_rows, m_total, hp, wp, ho, wo;
+  int splits;            // of the tap rows (split K); 1: none
+  float* partial;        // splits × out elements when splits > 1
+  int64_t out_elements;
 };
 
 template <int BN, int KW>
-void launch(const ConvCall& c, cudaStream_t stream) {
-  constexpr size_t smem = static_cast<size_t>(kStages) * ((kTileM + KW - 1) + KW * BN) * kTileK * sizeof(bf16);
-  static bool configured = false;  // the opt-in above 48 KiB, once per instantiation (per process: one device)
-  if (!configured) {
-    DITRUN_CUDA_CHECK(cudaFuncSetAttribute(conv3d_igemm_kernel<BN, KW>,
-                                           cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
-    configured = true;
+constexpr size_t smem_bytes() {
+  return static_cast<size_t>(kStages) * ((kTileM + KW - 1) + KW * BN) * kTileK * sizeof(bf16);
+}
+
+// CTAs of this tile that run at once on the whole GPU (the current device's), found once per instantiation.
+template <int BN, int KW>
+int resident_ctas() {
+  static int ctas = 0;
+  if (ctas == 0) {
+    DITRUN_CUDA_CHECK(cudaFuncSetAttribute(conv3d_igemm_kernel<BN, KW>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                           static_cast<int>(smem_bytes<BN, KW>())));  // the opt-in above 48 KiB
+    int device = 0, sms = 0, per_sm = 0;
+    DITRUN_CUDA_CHECK(cudaGetDevice(&device));
+    DITRUN_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+    DITRUN_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, conv3d_igemm_kernel<BN, KW>,
+                                                                    kConvThreads, smem_bytes<BN, KW>()));
+    ctas = std::max(1, sms * per_sm);
   }
-  const dim3 grid(static_cast<unsigned>((c.m_total + kTileM - 1) / kTileM), static_cast<unsigned>(c.cop / BN));
-  conv3d_igemm_kernel<BN, KW><<<grid, kConvThreads, smem, stream>>>(c.out, c.in, c.weight, c.bias, c.residual, c.kh,
-                                                                      c.tap_rows, c.cp, c.co, c.in_rows, c.m_total,
-                                                                      c.hp, c.wp, c.ho, c.wo);
+  return ctas;
+}
+
+template <int KW>
+int resident_ctas_for_width(int bn) {
+  switch (bn) {
+    case 32: return resident_ctas<32, KW>();
+    case 64: return resident_ctas<64, KW>();
+    case 96: return resident_ctas<96, KW>();
+    default: return resident_ctas<128, KW>();
+  }
+}
+
+// Split K over the tap rows when the tiles fill the GPU badly: the latent-resolution convolutions (and any row
+// band of them) have fewer tiles than the GPU runs at once, so each CTA's whole K loop is the convolution's
+// latency. With s splits a convolution takes ⌈tiles·s / resident⌉ / s of the unsplit waves; the smallest s with
+// the fewest waves, taken only when it saves at least 15% (the partial sums cost a pass over s outputs).
+int tap_row_splits(int64_t tiles, int tap_rows, int resident) {
+  const auto waves = [&](int s) { return static_cast<double>((tiles * s + resident - 1) / resident) / s; };
+  int best = 1;
+  for (int s = 2; s <= tap_rows; ++s)
+    if (tap_rows % s == 0 && waves(s) < waves(best) - 1e-9) best = s;
+  return waves(best) <= 0.85 * waves(1) ? best : 1;
+}
+
+template <int BN, int KW>
+void launch(const ConvCall& c, cudaStream_t stream) {
+  resident_ctas<BN, KW>();  // sets the shared-memory opt-in on first use
+  const dim3 grid(static_cast<unsigned>((c.m_total + kTileM - 1) / kTileM), static_cast<unsigned>(c.cop / BN),
+                  static_cast<unsigned>(c.splits));
+  const bool split = c.splits > 1;
+  conv3d_igemm_kernel<BN, KW><<<grid, kConvThreads, smem_bytes<BN, KW>(), stream>>>(
+      split ? c.partial : c.out, c.in, c.weight, split ? nullptr : c.bias, split ? nullptr : c.residual, c.kh,
+      c.tap_rows, c.cp, c.co, c.in_rows, c.m_total, c.hp, c.wp, c.ho, c.wo, c.tap_rows / c.splits,
+      split ? c.out_elements : 0);
   check_launch();
+  if (split) {
+    conv_split_reduce_kernel<<<blocks_for(c.out_elements), kThreads, 0, stream>>>(
+        c.out, c.partial, c.splits, c.out_elements, c.bias, c.residual, c.co, c.out_elements);
+    check_launch();
+  }
 }
 
 template <int KW>
@@ -304,6 +376,17 @@ void launch_for_width(int bn, const ConvCall& c, cudaStream_t stream) {
     case 96: return launch<96, KW>(c, stream);
     default: return launch<128, KW>(c, stream);
   }
+}
+
+// The split for a problem: tiles of this shape against the CTAs its tile width runs at once.
+int splits_for(int64_t ti, int64_t hp, int64_t wp, int64_t co, int64_t kt, int64_t kh, int64_t kw) {
+  const int64_t to = ti - kt + 1, ho = hp - kh + 1, wo = wp - kw + 1;
+  if (to <= 0 || ho <= 0 || wo <= 0 || co == 0) return 1;
+  const int64_t m_total = (to - 1) * hp * wp + (ho - 1) * wp + wo, bn = tile_n(co);
+  const int64_t tiles = (m_total + kTileM - 1) / kTileM * ((co + bn - 1) / bn);
+  const int resident = kw == 3 ? resident_ctas_for_width<3>(static_cast<int>(bn))
+                               : resident_ctas_for_width<1>(static_cast<int>(bn));
+  return tap_row_splits(tiles, static_cast<int>(kt * kh), resident);
 }
 
 }  // namespace
@@ -321,15 +404,21 @@ void conv_pack_input(void* padded, const float* history, int64_t history_frames,
                      const float* gamma, const float* halo_rows, int64_t hi, int64_t wi, int64_t ci, int64_t cp,
                      int64_t pad_h, int64_t pad_w, cudaStream_t stream) {
   if (halo_rows && pad_h != 1) throw std::invalid_argument("cuda conv3d: halo rows need pad_h 1");
-  const int64_t pixels = (history_frames + frames) * (hi + 2 * pad_h) * (wi + 2 * pad_w);
-  if (pixels == 0) return;
-  int lanes = 1;
-  while (lanes < 32 && lanes * 8 < cp) lanes *= 2;
-  const int64_t blocks = (pixels * lanes + kThreads - 1) / kThreads;
-  if (blocks > INT_MAX) throw std::invalid_argument("cuda conv3d: input too large to pack");
-  conv_pack_input_kernel<<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(
-      static_cast<bf16*>(padded), history, history_frames, x, gamma, halo_rows, hi, wi, ci, cp, pad_h, pad_w, pixels,
-      lanes);
+  const int64_t hp = hi + 2 * pad_h, wp = wi + 2 * pad_w, rows = (history_frames + frames) * hp;
+  if (rows == 0 || wp == 0) return;
+  int lane_bits = 0;
+  while (lane_bits < 5 && (int64_t{8} << lane_bits) < cp) ++lane_bits;
+  const int64_t row_threads = wp << lane_bits;
+  // 32-bit pixel indices in the kernel (the implicit GEMM has the same limit).
+  if (rows * wp >= (int64_t{1} << 31) || row_threads > INT_MAX - kThreads || cp > INT_MAX)
+    throw std::invalid_argument("cuda conv3d: input too large to pack (" + std::to_string(rows * wp) + " pixels of " +
+                                std::to_string(cp) + " channels)");
+  const dim3 grid(static_cast<unsigned>((row_threads + kThreads - 1) / kThreads),
+                  static_cast<unsigned>(std::min<int64_t>(rows, 65535)));
+  conv_pack_input_kernel<<<grid, kThreads, 0, stream>>>(
+      static_cast<bf16*>(padded), history, static_cast<int>(history_frames), x, gamma, halo_rows,
+      static_cast<int>(history_frames + frames), static_cast<int>(hi), static_cast<int>(wi), static_cast<int>(ci),
+      static_cast<int>(cp), static_cast<int>(pad_h), static_cast<int>(pad_w), lane_bits);
   check_launch();
 }
 
@@ -337,14 +426,23 @@ void conv_pack_weight(void* packed, const float* weight, int64_t co, int64_t tap
                       int64_t cp, cudaStream_t stream) {
   const int64_t n = cop * taps * cp;
   if (n == 0) return;
-  conv_pack_weight_kernel<<<blocks_for(n), kThreads, 0, stream>>>(static_cast<bf16*>(packed), weight, co, taps, ci,
-                                                                  cp, n);
+  if (n > INT_MAX - kThreads) throw std::invalid_argument("cuda conv3d: weight too large to pack");
+  conv_pack_weight_kernel<<<static_cast<unsigned>((n + kThreads - 1) / kThreads), kThreads, 0, stream>>>(
+      static_cast<bf16*>(packed), weight, static_cast<int>(co), static_cast<int>(taps), static_cast<int>(ci),
+      static_cast<int>(cp), static_cast<int>(n));
   check_launch();
+}
+
+int64_t conv3d_igemm_workspace_floats(int64_t ti, int64_t hp, int64_t wp, int64_t co, int64_t kt, int64_t kh,
+                                      int64_t kw) {
+  if (kw != 1 && kw != 3) return 0;  // conv3d_igemm refuses it
+  const int splits = splits_for(ti, hp, wp, co, kt, kh, kw);
+  return splits > 1 ? splits * (ti - kt + 1) * (hp - kh + 1) * (wp - kw + 1) * co : 0;
 }
 
 void conv3d_igemm(float* out, const void* padded, const void* packed_weight, const float* bias,
                   const float* residual, int64_t ti, int64_t hp, int64_t wp, int64_t cp, int64_t co, int64_t cop,
-                  int64_t kt, int64_t kh, int64_t kw, cudaStream_t stream) {
+                  int64_t kt, int64_t kh, int64_t kw, float* workspace, cudaStream_t stream) {
   const int64_t to = ti - kt + 1, ho = hp - kh + 1, wo = wp - kw + 1;
   if (to <= 0 || ho <= 0 || wo <= 0 || co == 0) return;
   if ((kw != 1 && kw != 3) || cp % kConvChannelStep != 0 || cop % tile_n(co) != 0 ||
@@ -357,8 +455,11 @@ void conv3d_igemm(float* out, const void* padded, const void* packed_weight, con
   const auto* in = static_cast<const bf16*>(padded);
   const auto* w = static_cast<const bf16*>(packed_weight);
   const int in_rows = static_cast<int>(ti * hp * wp), tap_rows = static_cast<int>(kt * kh);
-  const ConvCall call{out,      in,           w,        bias,     residual, int(kh), tap_rows, int(cp),
-                      int(co),  int(cop),     in_rows,  m_total,  int(hp),  int(wp), int(ho),  int(wo)};
+  const int64_t out_elements = to * ho * wo * co;
+  const int splits = workspace ? splits_for(ti, hp, wp, co, kt, kh, kw) : 1;
+  const ConvCall call{out,     in,      w,       bias,    residual, int(kh), tap_rows, int(cp),
+                      int(co), int(cop), in_rows, m_total, int(hp),  int(wp), int(ho),  int(wo),
+                      splits,  workspace, out_elements};
   if (kw == 3)
     launch_for_width<3>(tile_n(co), call, stream);
   else

@@ -32,9 +32,14 @@ void conv_pack_weight(void* packed, const float* weight, int64_t co, int64_t tap
                       int64_t cp, cudaStream_t stream);
 // out f32 [ti − kt + 1, hp − kh + 1, wp − kw + 1, co] = bias + Σ_taps packed_in(shifted) · packed_weightᵀ,
 // from the operands above (hp, wp: the padded sizes). Kernel width kw 1 or 3 (the Wan-VAE has no other).
-// residual (optional, out's layout) is added in the epilogue.
+// residual (optional, out's layout) is added in the epilogue. workspace: conv3d_igemm_workspace_floats(...) f32
+// values, or null; with it a problem whose tiles fill the GPU badly (the latent-resolution convolutions) splits its
+// tap rows over more CTAs and adds their partial sums up afterwards, in a fixed order.
 void conv3d_igemm(float* out, const void* padded, const void* packed_weight, const float* bias,
                   const float* residual, int64_t ti, int64_t hp, int64_t wp, int64_t cp, int64_t co, int64_t cop,
-                  int64_t kt, int64_t kh, int64_t kw, cudaStream_t stream);
+                  int64_t kt, int64_t kh, int64_t kw, float* workspace, cudaStream_t stream);
+// The workspace conv3d_igemm uses for this problem on the current device (0: it does not split).
+int64_t conv3d_igemm_workspace_floats(int64_t ti, int64_t hp, int64_t wp, int64_t co, int64_t kt, int64_t kh,
+                                      int64_t kw);
 
 }  // namespace ditrun::cuda
