@@ -1,6 +1,9 @@
 // One DiT forward at real resolutions on the GPU: time, achieved TFLOP/s (model FLOPs of spec §2) and device
 // memory, written as JSON (one entry per size). The PyTorch peer runs in the same job (pytorch_wan_forward.py).
 //   dit_forward_bench --config 14b --sizes 832x480,1280x720 --frames 81 --iters 3 --json out.json
+// With --gemm-tuning FILE every size runs twice, each time on a fresh backend and model: first with cuBLASLt's
+// heuristic GEMM algorithms, then with those measured per shape and kept in FILE (the first forward of that pass
+// measures the shapes FILE lacks: `ms_first` and `gemm_tuning` in the JSON show the cost).
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -12,10 +15,13 @@
 
 #include "model/core/backend.h"
 #include "model/core/philox.h"
+#include "model/cuda/gemm_tuning_cache.h"
 #include "model/wan/dit_source.h"
 
 #ifdef DITRUN_WITH_CUDA
 #include <cuda_runtime.h>
+
+#include "model/cuda/cuda_backend.h"
 #endif
 
 using namespace ditrun;
@@ -42,6 +48,17 @@ double device_memory_used() {
   return 0;
 }
 
+nlohmann::json gemm_tuning_json([[maybe_unused]] Backend& backend) {
+#ifdef DITRUN_WITH_CUDA
+  if (auto* cuda = dynamic_cast<CudaBackend*>(&backend)) {
+    const cuda::GemmTuningStats& s = cuda->gemm_tuning_stats();
+    return {{"file", cuda::gemm_tuning_file().string()}, {"tuned", s.tuned},      {"loaded", s.loaded},
+            {"rejected", s.rejected},                     {"deferred", s.deferred}, {"tuning_ms", s.tuning_ms}};
+  }
+#endif
+  return nullptr;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -55,70 +72,85 @@ int main(int argc, char** argv) {
   app.add_option("--warmup", warmup)->capture_default_str();
   app.add_option("--backend", backend_name)->capture_default_str();
   app.add_option("--json", json_path, "Write the result here");
+  std::string tuning_file;
+  app.add_option("--gemm-tuning", tuning_file,
+                 "GEMM tuning file: run every size untuned, then with the cuBLASLt algorithms measured per shape and "
+                 "kept in this file (default: one pass, as $DITRUN_GEMM_TUNING says)");
   CLI11_PARSE(app, argc, argv);
 
-  const double base_memory = device_memory_used();
-  auto backend = backend_name == "cuda" ? make_cuda_backend() : make_cpu_backend();
-  const auto source = wan::resolve_dit_source("random:" + config + ":1");
-  const auto load_start = std::chrono::steady_clock::now();
-  wan::DiT dit = wan::make_dit(*backend, source);
-  backend->synchronize();
-  const double load_seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
-  const auto& c = source.config;
-  std::vector<float> context(static_cast<size_t>(c.text_len) * c.text_dim);
-  for (size_t i = 0; i < context.size(); ++i) context[i] = 0.2f * philox_normal(7, 1, i);
-  const auto cache = dit.encode_context(context, c.text_len);
   nlohmann::json results = nlohmann::json::array();
-  std::stringstream size_list(sizes);
-  for (std::string size; std::getline(size_list, size, ',');) {
-    const int width = std::stoi(size.substr(0, size.find('x'))), height = std::stoi(size.substr(size.find('x') + 1));
-    const Shape shape = {16, 1 + (frames - 1) / 4, height / 8, width / 8};
-    const int64_t tokens = shape[1] * (shape[2] / 2) * (shape[3] / 2);
-    std::vector<float> host(static_cast<size_t>(shape_numel(shape)));
-    for (size_t i = 0; i < host.size(); ++i) host[i] = philox_normal(7, 0, i);
-    Tensor x = backend->allocate(shape, DType::f32), v = backend->allocate(shape, DType::f32);
-    backend->upload(x, host.data());
-    std::vector<double> times;
-    for (int i = 0; i < warmup + iters; ++i) {
-      backend->synchronize();
-      const auto t0 = std::chrono::steady_clock::now();
-      dit.forward(v, x, 500.0, cache);
-      backend->synchronize();
-      const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-      if (i >= warmup) times.push_back(ms);
-      std::printf("%s %s forward %d: %.1f ms%s\n", c.name.c_str(), size.c_str(), i, ms, i < warmup ? " (warm-up)" : "");
-      std::fflush(stdout);
+  std::vector<std::string> passes = {cuda::gemm_tuning_file().string()};
+  if (!tuning_file.empty()) passes = {"", tuning_file};
+  for (const std::string& pass : passes) {
+    cuda::set_gemm_tuning_file(pass);
+    const double base_memory = device_memory_used();
+    auto backend = backend_name == "cuda" ? make_cuda_backend() : make_cpu_backend();
+    const auto source = wan::resolve_dit_source("random:" + config + ":1");
+    const auto load_start = std::chrono::steady_clock::now();
+    wan::DiT dit = wan::make_dit(*backend, source);
+    backend->synchronize();
+    const double load_seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
+    const auto& c = source.config;
+    std::vector<float> context(static_cast<size_t>(c.text_len) * c.text_dim);
+    for (size_t i = 0; i < context.size(); ++i) context[i] = 0.2f * philox_normal(7, 1, i);
+    const auto cache = dit.encode_context(context, c.text_len);
+    std::stringstream size_list(sizes);
+    for (std::string size; std::getline(size_list, size, ',');) {
+      const int width = std::stoi(size.substr(0, size.find('x')));
+      const int height = std::stoi(size.substr(size.find('x') + 1));
+      const Shape shape = {16, 1 + (frames - 1) / 4, height / 8, width / 8};
+      const int64_t tokens = shape[1] * (shape[2] / 2) * (shape[3] / 2);
+      std::vector<float> host(static_cast<size_t>(shape_numel(shape)));
+      for (size_t i = 0; i < host.size(); ++i) host[i] = philox_normal(7, 0, i);
+      Tensor x = backend->allocate(shape, DType::f32), v = backend->allocate(shape, DType::f32);
+      backend->upload(x, host.data());
+      std::vector<double> times;
+      double first_ms = 0;
+      for (int i = 0; i < warmup + iters; ++i) {
+        backend->synchronize();
+        const auto t0 = std::chrono::steady_clock::now();
+        dit.forward(v, x, 500.0, cache);
+        backend->synchronize();
+        const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+        if (i == 0) first_ms = ms;
+        if (i >= warmup) times.push_back(ms);
+        std::printf("%s %s%s forward %d: %.1f ms%s\n", c.name.c_str(), size.c_str(),
+                    pass.empty() ? "" : " gemm-tuned", i, ms, i < warmup ? " (warm-up)" : "");
+        std::fflush(stdout);
+      }
+      std::vector<float> out(host.size());
+      backend->download(v, out.data());
+      double norm = 0;
+      for (float f : out) norm += static_cast<double>(f) * f;
+      std::sort(times.begin(), times.end());
+      const double median = times[times.size() / 2];
+      const Flops flops = model_flops(c, static_cast<double>(tokens));
+      const double total = flops.linear + flops.attention;
+      nlohmann::json result = {
+          {"implementation", "ditrun"},
+          {"backend", backend->name()},
+          {"config", c.name},
+          {"size", size},
+          {"latent", shape},
+          {"tokens", tokens},
+          {"iters", iters},
+          {"ms_median", median},
+          {"ms_all", times},
+          {"model_tflop", total / 1e12},
+          {"linear_tflop", flops.linear / 1e12},
+          {"attention_tflop", flops.attention / 1e12},
+          {"tflops_achieved", total / 1e12 / (median / 1e3)},
+          {"device_memory_gib", (device_memory_used() - base_memory) / (1u << 30)},
+          {"arena_gib", static_cast<double>(backend->arena().capacity()) / (1u << 30)},
+          {"weights_load_seconds", load_seconds},
+          {"output_rms", std::sqrt(norm / out.size())},
+          {"ms_first", first_ms},
+          {"gemm_tuning", gemm_tuning_json(*backend)},
+      };
+      std::printf("%s\n", result.dump().c_str());
+      results.push_back(result);
     }
-    std::vector<float> out(host.size());
-    backend->download(v, out.data());
-    double norm = 0;
-    for (float f : out) norm += static_cast<double>(f) * f;
-    std::sort(times.begin(), times.end());
-    const double median = times[times.size() / 2];
-    const Flops flops = model_flops(c, static_cast<double>(tokens));
-    const double total = flops.linear + flops.attention;
-    nlohmann::json result = {
-        {"implementation", "ditrun"},
-        {"backend", backend->name()},
-        {"config", c.name},
-        {"size", size},
-        {"latent", shape},
-        {"tokens", tokens},
-        {"iters", iters},
-        {"ms_median", median},
-        {"ms_all", times},
-        {"model_tflop", total / 1e12},
-        {"linear_tflop", flops.linear / 1e12},
-        {"attention_tflop", flops.attention / 1e12},
-        {"tflops_achieved", total / 1e12 / (median / 1e3)},
-        {"device_memory_gib", (device_memory_used() - base_memory) / (1u << 30)},
-        {"arena_gib", static_cast<double>(backend->arena().capacity()) / (1u << 30)},
-        {"weights_load_seconds", load_seconds},
-        {"output_rms", std::sqrt(norm / out.size())},
-    };
-    std::printf("%s\n", result.dump().c_str());
-    results.push_back(result);
   }
   if (!json_path.empty()) std::ofstream(json_path) << results.dump(2) << "\n";
   return 0;

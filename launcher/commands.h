@@ -10,6 +10,7 @@ struct RunOptions {
   std::string backend;  // overrides model.backend when set: auto | cpu | cuda
   std::string prompt_slice;  // "I/N": only the I-th of N blocks of the prompts (job arrays); empty = all
   std::string report;        // report path; empty = <output.dir>/report.json (report.slice-I-of-N.json when sliced)
+  std::string gemm_tuning;   // overrides model.gemm_tuning when set: a file path or "off"
 };
 // `ditrun run JOB.toml`: collective over all ranks of the launch (mpirun/srun or a single process).
 int run_command(const RunOptions& options, int* argc, char*** argv);
@@ -32,6 +33,7 @@ struct DitForwardOptions {
   std::string output;   // out.h5
   std::string backend = "cpu";
   int cfg = 1, ring = 1, ulysses = 1;  // the layout of the launch's ranks (their product = the rank count)
+  std::string gemm_tuning;  // GEMM tuning file, "off", or empty = $DITRUN_GEMM_TUNING
 };
 // `ditrun dit-forward`: one DiT forward (cpu or cuda), on one process or under mpirun with a layout.
 int dit_forward_command(const DitForwardOptions& options, int* argc, char*** argv);

@@ -15,6 +15,7 @@
 #include "launcher/commands.h"
 #include "launcher/input_error.h"
 #include "model/core/backend.h"
+#include "model/cuda/gemm_tuning_cache.h"
 #include "model/wan/dit_source.h"
 
 namespace ditrun {
@@ -127,6 +128,7 @@ int dit_forward_command(const DitForwardOptions& o, int* argc, char*** argv) {
     return 2;
   }
 
+  if (!o.gemm_tuning.empty()) cuda::set_gemm_tuning_file(o.gemm_tuning == "off" ? "" : o.gemm_tuning);
   const bool cuda = o.backend == "cuda";
   if (cuda) comm::select_cuda_device(mpi.local_rank());
   comm::Communicators comms(plan_group_sets(*plan), cuda ? comm::Backend::nccl : comm::Backend::mpi);

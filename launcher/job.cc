@@ -122,7 +122,7 @@ class Reader {
 };
 
 void read_model(const Reader& r, const toml::table& t, const std::filesystem::path& file, ModelSection& model) {
-  r.only_keys(t, "model", {"name", "backend", "vae", "text_encoder"});
+  r.only_keys(t, "model", {"name", "backend", "vae", "text_encoder", "gemm_tuning"});
   if (auto* n = t.get("name")) {
     model.name = r.string(*n, "model.name");
     if (model.name.empty()) r.fail("model.name", "must be \"tiny\" or a model directory, got \"\"");
@@ -147,6 +147,14 @@ void read_model(const Reader& r, const toml::table& t, const std::filesystem::pa
   relative_to_job(model.name);
   relative_to_job(model.vae);
   relative_to_job(model.text_encoder);
+  // The GEMM tuning file (cuBLASLt algorithms measured per problem, model/cuda/gemm_tuning_cache.h): relative to the
+  // job file like the model, so that a job and the tuning it made stay together.
+  if (auto* n = t.get("gemm_tuning")) {
+    model.gemm_tuning = r.string(*n, "model.gemm_tuning");
+    if (model.gemm_tuning.empty()) r.fail("model.gemm_tuning", "must be a file path or \"off\", got \"\"");
+    if (model.gemm_tuning != "off" && std::filesystem::path(model.gemm_tuning).is_relative())
+      model.gemm_tuning = (file.parent_path() / model.gemm_tuning).lexically_normal().string();
+  }
 }
 
 void read_parallel(const Reader& r, const toml::table& t, Job& job) {
@@ -430,7 +438,8 @@ nlohmann::json job_to_json(const Job& job) {
        {{"name", job.model.name},
         {"backend", job.model.backend},
         {"vae", job.model.vae},
-        {"text_encoder", job.model.text_encoder}}},
+        {"text_encoder", job.model.text_encoder},
+        {"gemm_tuning", job.model.gemm_tuning}}},
       {"parallel",
        {{"replicas", p.replicas == 0 ? nlohmann::json("auto") : nlohmann::json(p.replicas)},
         {"cfg", p.cfg},

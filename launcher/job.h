@@ -41,6 +41,7 @@ struct ModelSection {
                               // "tiny", "random:<tiny|wan2.1>[:seed]", or a folder (resolved like name)
   std::string text_encoder = "auto";  // "auto" (tiny, or the model folder's text_encoder/ + tokenizer/), "tiny",
                                       // or a folder; used when prompts.embeddings is not given
+  std::string gemm_tuning;  // GEMM tuning file (resolved like name), "off", or "" = not set ($DITRUN_GEMM_TUNING)
 };
 
 struct OutputSection {

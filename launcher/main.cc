@@ -46,6 +46,9 @@ int main(int argc, char** argv) {
   run_cmd->add_option("--prompt-slice", run.prompt_slice,
                       "I/N: render only the I-th (0-based) of N contiguous blocks of the job's prompts, e.g. a "
                       "Slurm array task's share of a manifest (seeds and outputs do not depend on the split)");
+  run_cmd->add_option("--gemm-tuning", run.gemm_tuning,
+                      "Override model.gemm_tuning: a GEMM tuning file (cuBLASLt algorithms measured once per shape "
+                      "and GPU, kept there for later runs; default $DITRUN_GEMM_TUNING), or off");
   run_cmd->add_option("--report", run.report,
                       "Where to write report.json (default <output.dir>/report.json, or "
                       "<output.dir>/report.slice-I-of-N.json with --prompt-slice)");
@@ -80,6 +83,9 @@ int main(int argc, char** argv) {
   forward_cmd->add_option("--cfg", forward.cfg, "CFG-parallel degree (2 needs context_null)")->capture_default_str();
   forward_cmd->add_option("--ring", forward.ring, "Ring-attention degree")->capture_default_str();
   forward_cmd->add_option("--ulysses", forward.ulysses, "Ulysses degree")->capture_default_str();
+  forward_cmd->add_option("--gemm-tuning", forward.gemm_tuning,
+                          "GEMM tuning file (cuda: cuBLASLt algorithms measured once per shape and GPU, kept there "
+                          "for later runs; default $DITRUN_GEMM_TUNING), or off");
 
   ditrun::VaeDecodeOptions decode;
   auto* decode_cmd = app.add_subcommand("vae-decode", "Latents (HDF5 `latents` [16,T,h,w], normalised as the DiT "

@@ -14,6 +14,7 @@
 #include "launcher/denoise.h"
 #include "launcher/embeddings.h"
 #include "model/cpu/cpu_backend.h"
+#include "model/cuda/gemm_tuning_cache.h"
 #include "io/video_writer.h"
 #include "model/wan/dit_source.h"
 #include "model/text/text_encoder_source.h"
@@ -60,6 +61,7 @@ void validate(ValidJob& v, const RunOptions& options, const comm::MpiRuntime& mp
   // The whole manifest is validated (every task of an array alike); then this run keeps its block.
   if (v.slice) keep_prompt_slice(v.job, *v.slice);
   if (!options.backend.empty()) v.job.model.backend = options.backend;
+  if (!options.gemm_tuning.empty()) v.job.model.gemm_tuning = options.gemm_tuning;  // as given: relative to here
   const std::string& backend = v.job.model.backend;
   if (backend != "auto" && backend != "cpu" && backend != "cuda")
     throw InputError("backend must be auto, cpu or cuda, got \"" + backend + "\"", "--backend");
@@ -238,6 +240,12 @@ int run_command(const RunOptions& options, int* argc, char*** argv) {
   const auto rank_places = mpi.gather_to_root(launch_rank_json(mpi, cuda_device).dump());
   stages.add("select backend", seconds_since(t));
   progress.line(std::string("backend: ") + (use_cuda ? "cuda (" + device_name + "), nccl" : "cpu, mpi"));
+  // Every CUDA backend made from here on reads the choice ($DITRUN_GEMM_TUNING unless the job or --gemm-tuning says).
+  if (!v.job.model.gemm_tuning.empty())
+    cuda::set_gemm_tuning_file(v.job.model.gemm_tuning == "off" ? "" : v.job.model.gemm_tuning);
+  if (use_cuda && !cuda::gemm_tuning_file().empty())
+    progress.line("GEMM tuning: " + cuda::gemm_tuning_file().string() +
+                  " (cuBLASLt algorithms measured once per GEMM shape and GPU, then read from there)");
 
   // 3. One communicator per group, each checked with a small collective.
   t = Clock::now();

@@ -27,6 +27,7 @@
 #include "model/cpu/cpu_backend.h"
 #include "model/cuda/conv3d_igemm.h"
 #include "model/cuda/cuda_backend.h"
+#include "model/cuda/gemm_tuning_cache.h"
 
 using namespace ditrun;
 
@@ -250,6 +251,132 @@ TEST_F(CudaOps, LinearRejectsBadArguments) {
   EXPECT_THROW(gpu_->linear(out, x, w, &bias_wrong, Epilogue::none), std::invalid_argument);
   Tensor host = cpu_.allocate({4, 8}, DType::f32);
   EXPECT_THROW(gpu_->linear(out, host, w, nullptr, Epilogue::none), std::invalid_argument);
+}
+
+// ------------------------------------------------------------------------------------------------ GEMM tuning
+
+// Choice by measurement with a tuning file (model/cuda/gemm.h, gemm_tuning_cache.h): a backend made with a fresh
+// file measures each problem once and writes it down; its results match the heuristic's choice within the GEMM
+// tolerance; a second backend loads the choices (no measuring) and reproduces the first one's results bit for
+// bit; a problem first met while a graph is captured keeps the heuristic's choice and is measured at a later call.
+TEST_F(CudaOps, GemmTuningMeasuresOnceThenLoadsFromTheFile) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("ditrun_gemm_tuning_gpu_" + std::to_string(::getpid()));
+  const fs::path file = dir / "tuning.txt";
+  fs::remove_all(dir);
+  struct Restore {  // the process-wide setting and the folder, also when an assertion ends the test
+    fs::path dir;
+    ~Restore() {
+      cuda::set_gemm_tuning_file({});
+      std::error_code ec;
+      fs::remove_all(dir, ec);
+    }
+  } restore{dir};
+
+  // The 1.3B's projection, FFN up (GELU) and FFN down shapes at 2048 tokens.
+  struct Case {
+    int64_t m, n, k;
+    DType out;
+    bool bias;
+    Epilogue ep;
+  };
+  const Case cases[] = {{2048, 1536, 1536, DType::bf16, true, Epilogue::none},
+                        {2048, 8960, 1536, DType::bf16, true, Epilogue::gelu_tanh},
+                        {2048, 1536, 8960, DType::f32, false, Epilogue::none}};
+  struct Operands {
+    Tensor x, w, b;
+  };
+  std::vector<Operands> operands;
+  std::vector<std::vector<float>> heuristic;  // gpu_ was made without a tuning file
+  for (const Case& c : cases) {
+    const float bound = 1.f / std::sqrt(static_cast<float>(c.k));
+    Operands o{gpu(random(c.m * c.k, 301 + c.n), {c.m, c.k}, DType::bf16),
+               gpu(random(c.n * c.k, 302 + c.k, -bound, bound), {c.n, c.k}, DType::bf16),
+               gpu(random(c.n, 303, -0.5f, 0.5f), {c.n}, c.out)};
+    Tensor out = gpu_->allocate({c.m, c.n}, c.out);
+    gpu_->linear(out, o.x, o.w, c.bias ? &o.b : nullptr, c.ep);
+    heuristic.push_back(fetch(*gpu_, out));
+    operands.push_back(std::move(o));
+  }
+  const auto run_all = [&](CudaBackend& be) {
+    std::vector<std::vector<float>> results;
+    for (size_t i = 0; i < std::size(cases); ++i) {
+      const Case& c = cases[i];
+      Tensor out = be.allocate({c.m, c.n}, c.out);
+      be.linear(out, operands[i].x, operands[i].w, c.bias ? &operands[i].b : nullptr, c.ep);
+      results.push_back(fetch(be, out));
+    }
+    return results;
+  };
+
+  cuda::set_gemm_tuning_file(file);
+  std::vector<std::vector<float>> tuned_results;
+  {
+    CudaBackend tuned;
+    tuned_results = run_all(tuned);
+    EXPECT_EQ(tuned.gemm_tuning_stats().tuned, 3) << "every problem measured (each has several candidates)";
+    EXPECT_EQ(tuned.gemm_tuning_stats().loaded, 0);
+    EXPECT_GT(tuned.gemm_tuning_stats().tuning_ms, 0);
+    for (size_t i = 0; i < std::size(cases); ++i)
+      EXPECT_LE(relative_l2(tuned_results[i], heuristic[i]),
+                cases[i].out == DType::bf16 ? kBf16Out : kGemmBf16InF32Out)
+          << "tuned vs heuristic, case " << i;
+    run_all(tuned);
+    EXPECT_EQ(tuned.gemm_tuning_stats().tuned, 3) << "measured once per problem";
+  }
+
+  std::ifstream in(file);
+  ASSERT_TRUE(in) << file;
+  const std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  const cuda::ParsedTuningText parsed = cuda::parse_tuning_text(text);
+  EXPECT_TRUE(parsed.ours);
+  EXPECT_EQ(parsed.bad_lines, 0);
+  cudaDeviceProp prop{};
+  ASSERT_EQ(cudaGetDeviceProperties(&prop, gpu_->device_index()), cudaSuccess);
+  for (const Case& c : cases) {
+    const bool found = std::any_of(parsed.entries.begin(), parsed.entries.end(), [&](const cuda::GemmTuningEntry& e) {
+      return e.device.gpu == prop.name && e.problem.m == c.m && e.problem.n == c.n && e.problem.k == c.k;
+    });
+    EXPECT_TRUE(found) << "no entry for " << c.m << " " << c.n << " " << c.k << " in\n" << text;
+  }
+
+  {
+    CudaBackend loaded;
+    const auto loaded_results = run_all(loaded);
+    EXPECT_EQ(loaded.gemm_tuning_stats().loaded, 3);
+    EXPECT_EQ(loaded.gemm_tuning_stats().tuned, 0) << "nothing measured again";
+    EXPECT_EQ(loaded.gemm_tuning_stats().rejected, 0);
+    for (size_t i = 0; i < std::size(cases); ++i)
+      EXPECT_EQ(loaded_results[i], tuned_results[i]) << "the stored algorithm is the measured one, case " << i;
+
+    // A new problem first met inside a capture: the heuristic's choice in the graph, measured at the next call.
+    const int64_t m = 512, n = 1536, k = 4096;
+    Tensor x = gpu(random(m * k, 311), {m, k}, DType::bf16), w = gpu(random(n * k, 312, -0.02f, 0.02f), {n, k},
+                                                                     DType::bf16);
+    Tensor captured = loaded.allocate({m, n}, DType::bf16), direct = loaded.allocate({m, n}, DType::bf16);
+    loaded.synchronize();
+    cudaGraph_t graph = nullptr;
+    ASSERT_EQ(cudaStreamBeginCapture(loaded.stream(), cudaStreamCaptureModeThreadLocal), cudaSuccess);
+    loaded.linear(captured, x, w, nullptr, Epilogue::none);
+    ASSERT_EQ(cudaStreamEndCapture(loaded.stream(), &graph), cudaSuccess);
+    EXPECT_EQ(loaded.gemm_tuning_stats().deferred, 1);
+    EXPECT_EQ(loaded.gemm_tuning_stats().tuned, 0);
+    cudaGraphExec_t exec = nullptr;
+    ASSERT_EQ(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
+    ASSERT_EQ(cudaGraphLaunch(exec, loaded.stream()), cudaSuccess);
+    loaded.linear(direct, x, w, nullptr, Epilogue::none);
+    EXPECT_EQ(loaded.gemm_tuning_stats().tuned, 1) << "measured at the first call outside the capture";
+    EXPECT_LE(relative_l2(fetch(loaded, direct), fetch(loaded, captured)), kBf16Out);
+    cudaGraphExecDestroy(exec);
+    cudaGraphDestroy(graph);
+  }
+  CudaBackend reloaded;
+  Tensor x = gpu(random(512 * 4096, 311), {512, 4096}, DType::bf16);
+  Tensor w = gpu(random(1536 * 4096, 312, -0.02f, 0.02f), {1536, 4096}, DType::bf16);
+  Tensor out = reloaded.allocate({512, 1536}, DType::bf16);
+  reloaded.linear(out, x, w, nullptr, Epilogue::none);
+  reloaded.synchronize();
+  EXPECT_EQ(reloaded.gemm_tuning_stats().loaded, 1) << "the entry measured after the capture was written too";
 }
 
 // ------------------------------------------------------------------------------------------------ norms

@@ -156,6 +156,20 @@ prompts = {list = ["a cat"]}
   EXPECT_EQ(p.source, file.string() + ": prompts.list[0]");
 }
 
+// model.gemm_tuning: unset by default (then $DITRUN_GEMM_TUNING decides), a path relative to the job file like the
+// model, or "off".
+TEST(Job, GemmTuningFile) {
+  const TempDir dir;
+  EXPECT_EQ(parse("[prompts]\nlist = [\"a\"]\n").model.gemm_tuning, "");
+  const fs::path file = dir.write("jobs/job.toml", with_prompts("[model]\ngemm_tuning = \"tuning/h100.txt\""));
+  EXPECT_EQ(load_job(file).model.gemm_tuning, (dir.path() / "jobs/tuning/h100.txt").string());
+  EXPECT_EQ(parse(with_prompts("[model]\ngemm_tuning = \"/shared/t.txt\"")).model.gemm_tuning, "/shared/t.txt");
+  EXPECT_EQ(parse(with_prompts("[model]\ngemm_tuning = \"off\"")).model.gemm_tuning, "off");
+  EXPECT_INPUT_ERROR(parse(with_prompts("[model]\ngemm_tuning = \"\"")), "must be a file path or \"off\"",
+                     "model.gemm_tuning");
+  EXPECT_INPUT_ERROR(parse(with_prompts("[model]\ngemm_tuning = true")), "", "model.gemm_tuning");
+}
+
 TEST(Job, ReplicasAutoOrInteger) {
   EXPECT_EQ(parse(with_prompts("[parallel]\nreplicas = \"auto\"")).parallel.replicas, 0);
   EXPECT_EQ(parse(with_prompts("[parallel]\nreplicas = 3")).parallel.replicas, 3);
@@ -527,7 +541,8 @@ prompts = {list = ["a cat", {id = "dog", prompt = "a dog", steps = 12}]}
   const nlohmann::json j = job_to_json(job);
   EXPECT_EQ(j["file"], "job.toml");
   const auto expect = [](const char* text) { return nlohmann::json::parse(text); };
-  EXPECT_EQ(j["model"], expect(R"({"name": "tiny", "backend": "cpu", "vae": "auto", "text_encoder": "auto"})"));
+  EXPECT_EQ(j["model"], expect(R"({"name": "tiny", "backend": "cpu", "vae": "auto", "text_encoder": "auto",
+                                  "gemm_tuning": ""})"));
   EXPECT_EQ(j["parallel"], expect(R"({"replicas": "auto", "cfg": 2, "pipefusion": 1, "ring": 1, "ulysses": 4,
                                      "vae_ranks": 0, "text_ranks": 0, "ring_overlap": true,
                                      "ulysses_overlap": false})"));

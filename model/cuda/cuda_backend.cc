@@ -73,7 +73,7 @@ CudaBackend::CudaBackend() {
           return p;
         },
         [](void* p) { cudaFree(p); }, kArenaChunk);
-    gemm_ = std::make_unique<cuda::Gemm>(stream_);
+    gemm_ = std::make_unique<cuda::Gemm>(stream_, cuda::gemm_tuning_file());
   } catch (...) {
     arena_.reset();
     cudaEventDestroy(compute_done_);
@@ -267,6 +267,8 @@ void CudaBackend::copy(Tensor& dst, const Tensor& src) {
 }
 
 void CudaBackend::synchronize() { DITRUN_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+
+const cuda::GemmTuningStats& CudaBackend::gemm_tuning_stats() const { return gemm_->tuning_stats(); }
 
 void CudaBackend::linear(Tensor& out, const Tensor& x, const Tensor& w, const Tensor* bias, Epilogue epilogue) {
   require_device("linear", {&out, &x, &w, bias});

@@ -14,6 +14,7 @@ namespace ditrun {
 
 namespace cuda {
 class Gemm;
+struct GemmTuningStats;
 }
 
 class CudaBackend final : public Backend {
@@ -39,6 +40,9 @@ class CudaBackend final : public Backend {
   void time_marks_reset() override { time_marks_used_ = 0; }
   void attention_merge(Tensor& out_acc, Tensor& lse_acc, const Tensor& out_part, const Tensor& lse_part) override;
   int device_index() const { return device_; }
+  // How the GEMMs' cuBLASLt algorithms were chosen: measured, or loaded from the tuning file that was set when this
+  // backend was made (cuda::gemm_tuning_file(); none = cuBLASLt's heuristic, all zero).
+  const cuda::GemmTuningStats& gemm_tuning_stats() const;
 
   Tensor allocate(const Shape& shape, DType dtype) override;
   void upload(Tensor& t, const float* host) override;

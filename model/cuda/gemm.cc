@@ -1,5 +1,9 @@
 #include "model/cuda/gemm.h"
 
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <limits>
 #include <stdexcept>
 #include <string>
 
@@ -12,6 +16,15 @@ namespace ditrun::cuda {
 namespace {
 
 constexpr size_t kWorkspaceBytes = size_t{32} << 20;
+// Measuring: the heuristic's own choice is kept unless another candidate is this much faster (the spread of
+// repeated timings of one kernel is ~1%); each candidate runs kWarmupRuns untimed, then a batch of about
+// kBatchMs (kMinReps to kMaxReps runs) in each of kRounds rounds over all candidates; its best batch counts.
+// Rounds interleave the candidates so clock or thermal drift does not favour the first ones.
+constexpr double kNoise = 0.03;
+constexpr int kWarmupRuns = 2, kRounds = 2, kMinReps = 2, kMaxReps = 50;
+constexpr double kBatchMs = 1.0;
+
+static_assert(sizeof(cublasLtMatmulAlgo_t) == sizeof(GemmAlgoWords), "cublasLtMatmulAlgo_t is 8 words");
 
 cudaDataType_t cuda_type(DType t) { return t == DType::bf16 ? CUDA_R_16BF : CUDA_R_32F; }
 
@@ -50,13 +63,48 @@ void destroy(cublasLtMatmulDesc_t& desc, cublasLtMatrixLayout_t& w, cublasLtMatr
   w = x = out = nullptr;
 }
 
+bool overlap(const void* a, size_t a_bytes, const void* b, size_t b_bytes) {
+  const auto pa = reinterpret_cast<uintptr_t>(a), pb = reinterpret_cast<uintptr_t>(b);
+  return a_bytes > 0 && b_bytes > 0 && pa < pb + b_bytes && pb < pa + a_bytes;
+}
+
+// The two events of a timed batch.
+struct TimingEvents {
+  cudaEvent_t start = nullptr, stop = nullptr;
+  TimingEvents() {
+    DITRUN_CUDA_CHECK(cudaEventCreate(&start));
+    try {
+      DITRUN_CUDA_CHECK(cudaEventCreate(&stop));
+    } catch (...) {
+      cudaEventDestroy(start);
+      throw;
+    }
+  }
+  ~TimingEvents() {
+    cudaEventDestroy(stop);
+    cudaEventDestroy(start);
+  }
+  TimingEvents(const TimingEvents&) = delete;
+  TimingEvents& operator=(const TimingEvents&) = delete;
+};
+
 }  // namespace
 
-Gemm::Gemm(cudaStream_t stream) : stream_(stream) {
+Gemm::Gemm(cudaStream_t stream, const std::filesystem::path& tuning_file) : stream_(stream) {
   DITRUN_CUBLAS_CHECK(cublasLtCreate(&handle_));
   try {
     DITRUN_CUDA_CHECK(cudaMalloc(&workspace_, kWorkspaceBytes));
+    if (!tuning_file.empty()) {
+      int device = 0;
+      DITRUN_CUDA_CHECK(cudaGetDevice(&device));
+      cudaDeviceProp prop{};
+      DITRUN_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
+      device_ = GemmDevice{prop.name, prop.major, prop.minor, prop.multiProcessorCount,
+                           static_cast<uint64_t>(cublasLtGetVersion())};
+      tuning_file_ = std::make_unique<GemmTuningFile>(tuning_file);
+    }
   } catch (...) {
+    if (workspace_) cudaFree(workspace_);
     cublasLtDestroy(handle_);
     throw;
   }
@@ -73,7 +121,7 @@ Gemm::~Gemm() {
 // Row-major out[M,N] = x[M,K]·w[N,K]ᵀ is, read column-major, outᵀ[N,M] = w·xᵀ: A = w stored K×N (ld K) used
 // transposed, B = x stored K×M (ld K) as is, D stored N×M (ld N). The bias then runs along D's rows (length N),
 // which is what CUBLASLT_EPILOGUE_BIAS broadcasts.
-const Gemm::Plan* Gemm::plan(const Key& key) {
+Gemm::Plan* Gemm::plan(const Key& key) {
   if (auto it = plans_.find(key); it != plans_.end()) return &it->second;
   Plan p;
   try {
@@ -101,10 +149,12 @@ const Gemm::Plan* Gemm::plan(const Key& key) {
     DITRUN_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.w, in, key.k, key.n, key.k));
     DITRUN_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.x, in, key.k, key.m, key.k));
     DITRUN_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.out, out, key.n, key.m, key.n));
+    if (tuning_file_ && load_tuned(key, p)) return &plans_.emplace(key, p).first->second;
 
     cublasLtMatmulPreference_t pref = nullptr;
     DITRUN_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
-    cublasLtMatmulHeuristicResult_t result{};
+    // Tuning asks for several candidates; results come best-estimated first, so [0] is the untuned choice.
+    std::vector<cublasLtMatmulHeuristicResult_t> results(tuning_file_ ? kTuningCandidates : 1);
     int found = 0;
     cublasStatus_t status = CUBLAS_STATUS_SUCCESS;
     try {
@@ -114,23 +164,117 @@ const Gemm::Plan* Gemm::plan(const Key& key) {
       set_pref(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, key.align_out);
       set_pref(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, key.align_out);
       // A refusal (NOT_SUPPORTED, INVALID_VALUE, no result) is kept in the plan and reported by the caller.
-      status = cublasLtMatmulAlgoGetHeuristic(handle_, p.desc, p.w, p.x, p.out, p.out, pref, 1, &result, &found);
+      status = cublasLtMatmulAlgoGetHeuristic(handle_, p.desc, p.w, p.x, p.out, p.out, pref,
+                                              static_cast<int>(results.size()), results.data(), &found);
     } catch (...) {
       cublasLtMatmulPreferenceDestroy(pref);
       throw;
     }
     cublasLtMatmulPreferenceDestroy(pref);
-    p.status = status != CUBLAS_STATUS_SUCCESS ? status : found > 0 ? result.state : CUBLAS_STATUS_NOT_SUPPORTED;
+    p.status = status != CUBLAS_STATUS_SUCCESS ? status : found > 0 ? results[0].state : CUBLAS_STATUS_NOT_SUPPORTED;
     p.supported = p.status == CUBLAS_STATUS_SUCCESS;
-    if (p.supported)
-      p.algo = result.algo;
-    else
+    if (p.supported) {
+      p.algo = results[0].algo;
+      for (int i = 0; i < found; ++i)
+        if (results[i].state == CUBLAS_STATUS_SUCCESS && results[i].workspaceSize <= kWorkspaceBytes)
+          p.candidates.push_back(results[i].algo);
+      if (p.candidates.size() < 2) p.candidates.clear();  // nothing to choose between
+    } else {
       destroy(p.desc, p.w, p.x, p.out);
+    }
   } catch (...) {
     destroy(p.desc, p.w, p.x, p.out);
     throw;
   }
   return &plans_.emplace(key, p).first->second;
+}
+
+bool Gemm::load_tuned(const Key& key, Plan& p) {
+  const GemmTuningEntry* entry = tuning_file_->find(device_, key);
+  if (!entry) return false;
+  cublasLtMatmulAlgo_t algo{};
+  std::memcpy(algo.data, entry->algo.data(), sizeof algo.data);
+  // A stored choice is used only when this cuBLASLt accepts it for this problem and it fits the workspace; the
+  // key already pins GPU and library, so a refusal means a damaged or hand-edited entry: measure again.
+  cublasLtMatmulHeuristicResult_t check{};
+  const cublasStatus_t status = cublasLtMatmulAlgoCheck(handle_, p.desc, p.w, p.x, p.out, p.out, &algo, &check);
+  if (status != CUBLAS_STATUS_SUCCESS || check.state != CUBLAS_STATUS_SUCCESS ||
+      check.workspaceSize > kWorkspaceBytes) {
+    ++stats_.rejected;
+    p.replaces_stored = true;
+    return false;
+  }
+  p.algo = algo;
+  p.supported = true;
+  p.status = CUBLAS_STATUS_SUCCESS;
+  ++stats_.loaded;
+  return true;
+}
+
+// Runs every candidate on the call's own operands: out is only written (beta = 0), so the runs are repeats of the
+// call itself, and linear() then runs the chosen algorithm for the result. Timing waits for the stream: a cost
+// paid once per problem, on its first call.
+void Gemm::measure(const Key& key, Plan& p, const Operands& o) {
+  // A graph being captured cannot be waited on, and a GEMM writing over its own input cannot be repeated: use the
+  // heuristic's choice for now, and measure at a later call.
+  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+  DITRUN_CUDA_CHECK(cudaStreamIsCapturing(stream_, &capture));
+  if (capture != cudaStreamCaptureStatusNone || o.out_overlaps_input) {
+    if (!p.deferred) ++stats_.deferred;
+    p.deferred = true;
+    return;
+  }
+  const auto started = std::chrono::steady_clock::now();
+  const float alpha = 1.f, beta = 0.f;
+  const auto run = [&](const cublasLtMatmulAlgo_t& algo) {
+    return cublasLtMatmul(handle_, p.desc, &alpha, o.w, p.w, o.x, p.x, &beta, o.out, p.out, o.out, p.out, &algo,
+                          workspace_, kWorkspaceBytes, stream_) == CUBLAS_STATUS_SUCCESS;
+  };
+  constexpr double kRefused = std::numeric_limits<double>::infinity();
+  TimingEvents events;
+  // Mean ms of `reps` back-to-back runs, or kRefused when cuBLASLt turns the algorithm down at launch.
+  const auto time = [&](const cublasLtMatmulAlgo_t& algo, int reps) {
+    DITRUN_CUDA_CHECK(cudaEventRecord(events.start, stream_));
+    for (int i = 0; i < reps; ++i)
+      if (!run(algo)) return kRefused;
+    DITRUN_CUDA_CHECK(cudaEventRecord(events.stop, stream_));
+    DITRUN_CUDA_CHECK(cudaEventSynchronize(events.stop));
+    float ms = 0;
+    DITRUN_CUDA_CHECK(cudaEventElapsedTime(&ms, events.start, events.stop));
+    return static_cast<double>(ms) / reps;
+  };
+
+  const size_t count = p.candidates.size();
+  std::vector<double> best(count, kRefused);
+  std::vector<bool> usable(count, true);
+  int reps = kMinReps;
+  for (int round = 0; round < kRounds; ++round) {
+    for (size_t i = 0; i < count; ++i) {
+      if (!usable[i]) continue;
+      if (round == 0) {
+        for (int r = 0; r < kWarmupRuns && usable[i]; ++r) usable[i] = run(p.candidates[i]);
+        if (!usable[i]) continue;
+        if (i == 0) {  // the batch size from the heuristic's choice: about kBatchMs of work per batch
+          const double once = time(p.candidates[0], 1);
+          reps = std::clamp(static_cast<int>(kBatchMs / std::max(once, 1e-3)), kMinReps, kMaxReps);
+        }
+      }
+      best[i] = std::min(best[i], time(p.candidates[i], reps));
+      if (best[i] == kRefused) usable[i] = false;
+    }
+  }
+  const size_t fastest = static_cast<size_t>(std::min_element(best.begin(), best.end()) - best.begin());
+  const size_t chosen = best[fastest] < best[0] * (1 - kNoise) ? fastest : 0;
+  p.algo = p.candidates[chosen];
+  const bool measured = best[chosen] != kRefused;
+  p.candidates.clear();
+  p.candidates.shrink_to_fit();
+  stats_.tuning_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+  if (!measured) return;  // nothing ran: keep the heuristic's choice, unrecorded
+  ++stats_.tuned;
+  GemmTuningEntry entry{device_, key, {}, best[chosen] * 1e3, best[0] != kRefused ? best[0] * 1e3 : 0.0};
+  std::memcpy(entry.algo.data(), p.algo.data, sizeof p.algo.data);
+  tuning_file_->add(entry, p.replaces_stored);
 }
 
 const void* Gemm::staged_bias(const Tensor& bias, DType to) {
@@ -183,11 +327,20 @@ void Gemm::linear(Tensor& out, const Tensor& x, const Tensor& w, const Tensor* b
     bias_ptr = staged_bias(*bias, out.dtype());
     key.bias = static_cast<int>(out.dtype());
   }
-  const Plan* p = plan(key);
+  Plan* p = plan(key);
   if (!p->supported)
     throw std::runtime_error("cuda linear: cuBLASLt has no algorithm for " + describe(out, x, w) + ": " +
                              cublasLtGetStatusString(p->status));
   if (bias) set_desc(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, bias_ptr);
+  if (!p->candidates.empty()) {
+    const size_t in_size = dtype_size(x.dtype());
+    const size_t out_bytes = static_cast<size_t>(m * n) * dtype_size(out.dtype());
+    const bool out_overlaps_input =
+        overlap(out.data(), out_bytes, x.data(), static_cast<size_t>(m * k) * in_size) ||
+        overlap(out.data(), out_bytes, w.data(), static_cast<size_t>(n * k) * in_size) ||
+        (bias && overlap(out.data(), out_bytes, bias_ptr, static_cast<size_t>(n) * dtype_size(out.dtype())));
+    measure(key, *p, {w.data(), x.data(), out.data(), out_overlaps_input});
+  }
 
   const float alpha = 1.f, beta = 0.f;
   DITRUN_CUBLAS_CHECK(cublasLtMatmul(handle_, p->desc, &alpha, w.data(), p->w, x.data(), p->x, &beta, out.data(),

@@ -2,21 +2,29 @@
 // GEMM epilogue. One cuBLASLt handle, one 32 MiB workspace, and a cache of descriptors and heuristic choices per
 // problem, so repeated shapes (every block of every step) cost no heuristic query. Not thread-safe: it belongs
 // to one CudaBackend and runs on its stream.
+//
+// With a tuning file (gemm_tuning_cache.h) the algorithm is chosen by measurement instead: the first call of each
+// problem times up to kTuningCandidates of the heuristic's algorithms on the call's own operands and keeps the
+// fastest, or takes the choice the file already holds for this GPU; the file is written after each measurement.
 #pragma once
-#include <compare>
 #include <cstdint>
+#include <filesystem>
 #include <map>
+#include <memory>
+#include <vector>
 
 #include <cublasLt.h>
 #include <cuda_runtime.h>
 
 #include "model/core/backend.h"
+#include "model/cuda/gemm_tuning_cache.h"
 
 namespace ditrun::cuda {
 
 class Gemm {
  public:
-  explicit Gemm(cudaStream_t stream);
+  // An empty tuning_file: the heuristic's first choice for every problem (no measuring, no file).
+  explicit Gemm(cudaStream_t stream, const std::filesystem::path& tuning_file = {});
   ~Gemm();
   Gemm(const Gemm&) = delete;
   Gemm& operator=(const Gemm&) = delete;
@@ -27,28 +35,39 @@ class Gemm {
   void linear(Tensor& out, const Tensor& x, const Tensor& w, const Tensor* bias, Epilogue epilogue,
               bool tf32 = false);
 
+  const GemmTuningStats& tuning_stats() const { return stats_; }
+
+  // Heuristic candidates measured per problem (those that fit the workspace and that cuBLASLt accepts).
+  static constexpr int kTuningCandidates = 16;
+
  private:
-  static constexpr int kNoBias = -1;
-  struct Key {
-    int64_t m, n, k;
-    DType in, out;
-    int bias;  // DType of the bias, or kNoBias
-    Epilogue epilogue;
-    // Base-pointer alignment (bytes, ≤ 256) of w, x and out: cuBLASLt picks kernels that rely on it.
-    uint32_t align_w, align_x, align_out;
-    bool tf32;
-    auto operator<=>(const Key&) const = default;
-  };
+  using Key = GemmProblem;
+  static constexpr int kNoBias = GemmProblem::kNoBias;
   struct Plan {
     bool supported = false;
     cublasStatus_t status = CUBLAS_STATUS_NOT_SUPPORTED;  // the heuristic's answer when not supported
     cublasLtMatmulDesc_t desc = nullptr;
     cublasLtMatrixLayout_t w = nullptr, x = nullptr, out = nullptr;
-    cublasLtMatmulAlgo_t algo{};
+    cublasLtMatmulAlgo_t algo{};  // the heuristic's first choice until measured
+    // Tuning: the heuristic's candidates (first = its own choice), kept until they are measured.
+    std::vector<cublasLtMatmulAlgo_t> candidates;
+    bool deferred = false;         // measuring was put off once (counted in the stats once)
+    bool replaces_stored = false;  // the tuning file's entry failed the check: the measurement replaces it
+  };
+  struct Operands {
+    const void* w;
+    const void* x;
+    void* out;
+    bool out_overlaps_input;  // then the call cannot be repeated for timing
   };
 
   // The cached plan for key, built on first use (also when cuBLASLt has no algorithm: supported is false).
-  const Plan* plan(const Key& key);
+  Plan* plan(const Key& key);
+  // The tuning file's choice for key when it passes cublasLtMatmulAlgoCheck.
+  bool load_tuned(const Key& key, Plan& p);
+  // Times p's candidates on the call's operands and keeps the fastest (see gemm.cc); puts it off during graph
+  // capture. p's bias pointer is set.
+  void measure(const Key& key, Plan& p, const Operands& operands);
   // A 256-byte-aligned copy of bias in dtype `to`, for when cuBLASLt does not take the bias as given.
   const void* staged_bias(const Tensor& bias, DType to);
 
@@ -58,6 +77,9 @@ class Gemm {
   void* bias_buffer_ = nullptr;
   size_t bias_buffer_bytes_ = 0;
   std::map<Key, Plan> plans_;
+  std::unique_ptr<GemmTuningFile> tuning_file_;  // null: tuning off
+  GemmDevice device_;                            // what this GPU's entries are keyed by (when tuning)
+  GemmTuningStats stats_;
 };
 
 }  // namespace ditrun::cuda
