@@ -797,14 +797,16 @@ TEST_F(CudaOps, CausalConv3dBuildsItsOperandFromHistoryAndNormalisedFrames) {
   EXPECT_THROW(gpu_->causal_conv3d(out, &h, x, nullptr, w, nullptr, 1, 1), std::invalid_argument);  // W 5 vs 4
 }
 
-// Split K (conv3d_igemm.cu): a problem with fewer tiles than the GPU runs at once sums its tap rows in parts.
-// Conv3d above takes that path for its small shapes; here the same operands also go through the unsplit kernel
-// (no workspace): the two differ only in the fp32 summation order.
+// Split K (conv3d_igemm.cu): a problem with fewer tiles than the GPU runs at once sums its tap rows in parts. The
+// same operands through the unsplit kernel (no workspace) differ only in the fp32 summation order.
 TEST_F(CudaOps, Conv3dSplitOverTapRowsEqualsTheUnsplitSum) {
-  for (const auto& [kt, kh, co] : {std::tuple<int64_t, int64_t, int64_t>{3, 3, 96}, {3, 1, 384}, {1, 3, 64}}) {
-    const int64_t ti = 4, hi = 12, wi = 20, ci = 64, kw = kh, pad = kh / 2;
+  // Input channels enough for parts of ≥ 32 K steps of 32 channels (conv3d_igemm.cu's minimum).
+  for (const auto& [kt, kh, ci, co] :
+       {std::tuple<int64_t, int64_t, int64_t, int64_t>{3, 3, 384, 96}, {3, 1, 1024, 384}, {1, 3, 1024, 64}}) {
+    const int64_t ti = 4, hi = 12, wi = 20, kw = kh, pad = kh / 2;
     const int64_t hp = hi + 2 * pad, wp = wi + 2 * pad, to = ti - kt + 1;
-    ASSERT_GT(cuda::conv3d_igemm_workspace_floats(ti, hp, wp, co, kt, kh, kw), 0) << "the shape should split";
+    ASSERT_GT(cuda::conv3d_igemm_workspace_floats(ti, hp, wp, cuda::conv_padded_in_channels(ci), co, kt, kh, kw), 0)
+        << "the shape should split";
     const Shape in_shape = {ti, hi, wi, ci}, w_shape = {co, kt, kh, kw, ci}, out_shape = {to, hi, wi, co};
     const float bound = 1.f / std::sqrt(static_cast<float>(kt * kh * kw * ci));
     Tensor gx = gpu(random(shape_numel(in_shape), 401), in_shape, DType::f32);

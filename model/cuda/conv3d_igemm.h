@@ -39,7 +39,7 @@ void conv3d_igemm(float* out, const void* padded, const void* packed_weight, con
                   const float* residual, int64_t ti, int64_t hp, int64_t wp, int64_t cp, int64_t co, int64_t cop,
                   int64_t kt, int64_t kh, int64_t kw, float* workspace, cudaStream_t stream);
 // The workspace conv3d_igemm uses for this problem on the current device (0: it does not split).
-int64_t conv3d_igemm_workspace_floats(int64_t ti, int64_t hp, int64_t wp, int64_t co, int64_t kt, int64_t kh,
-                                      int64_t kw);
+int64_t conv3d_igemm_workspace_floats(int64_t ti, int64_t hp, int64_t wp, int64_t cp, int64_t co, int64_t kt,
+                                      int64_t kh, int64_t kw);
 
 }  // namespace ditrun::cuda

@@ -56,7 +56,7 @@ void CudaBackend::convolve(Tensor& out, const Tensor* history, const Tensor& x, 
                         gamma ? gamma->ptr<float>() : nullptr, halo_rows ? halo_rows->ptr<float>() : nullptr, hi,
                         wi, ci, cp, pad_h, pad_w, stream());
   cuda::conv_pack_weight(packed.data(), weight.ptr<float>(), co, taps, ci, cop, cp, stream());
-  const int64_t split_floats = cuda::conv3d_igemm_workspace_floats(ti, hp, wp, co, kt, kh, kw);
+  const int64_t split_floats = cuda::conv3d_igemm_workspace_floats(ti, hp, wp, cp, co, kt, kh, kw);
   Tensor split_sums = split_floats > 0 ? scratch({split_floats}, DType::f32) : Tensor();
   cuda::conv3d_igemm(out.ptr<float>(), padded.data(), packed.data(), bias ? bias->ptr<float>() : nullptr,
                      residual ? residual->ptr<float>() : nullptr, ti, hp, wp, cp, co, cop, kt, kh, kw,
