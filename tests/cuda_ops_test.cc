@@ -486,6 +486,54 @@ TEST_F(CudaOps, Rope) {
   }
 }
 
+// The fused q/k step of spec §1.5-1.6 (DiT::attention_inputs): bit for bit the unfused CUDA rms_norm + rope
+// (same sums in the same order, the norm rounded to the storage dtype before the rotation), and near the CPU
+// composition. Heads of the 1.3B/14B (12/40 × 128) and tiny (4 × 32) models; 77 tokens with a shorter table
+// (padding left unrotated); a head of 6 (pairs of two heads in one 16-byte pack), a row without 16-byte packs
+// (the two-kernel path) and one longer than the register cache.
+TEST_F(CudaOps, RmsNormRope) {
+  struct Case {
+    int64_t l, h, d, table_rows;
+  };
+  // bf16 on the GPU rounds twice (the norm's output, then the rotated pair), the CPU never: ≤ 2·2^-9 relative
+  // per element, ~1.6e-3 RMS expected.
+  constexpr double kBf16TwoRoundings = 2 * kBf16Out;
+  for (const Case c : {Case{77, 12, 128, 77}, Case{77, 40, 128, 70}, Case{77, 4, 32, 77}, Case{13, 4, 6, 10},
+                       Case{5, 3, 10, 5}, Case{3, 136, 128, 3}}) {
+    const int64_t pairs = c.d / 2, width = c.h * c.d;
+    const auto xs = random(c.l * width, 41 + c.h * c.d, -3.f, 2.f), ws = random(width, 42, 0.5f, 1.5f);
+    const auto angles = random(c.table_rows * pairs, 43, -3.2f, 3.2f);
+    std::vector<float> cs(angles.size()), sn(angles.size());
+    for (size_t i = 0; i < angles.size(); ++i) {
+      cs[i] = static_cast<float>(std::cos(static_cast<double>(angles[i])));
+      sn[i] = static_cast<float>(std::sin(static_cast<double>(angles[i])));
+    }
+    Tensor gw = gpu(ws, {width}, DType::f32), cw = cpu(ws, {width});
+    Tensor gc = gpu(cs, {c.table_rows, pairs}, DType::f32), gs = gpu(sn, {c.table_rows, pairs}, DType::f32);
+    Tensor cc = cpu(cs, {c.table_rows, pairs}), csn = cpu(sn, {c.table_rows, pairs});
+    for (DType t : {DType::f32, DType::bf16}) {
+      const std::string what = label("rms_norm_rope l h d", {c.l, c.h, c.d}, t, t);
+      Tensor fused = gpu(xs, {c.l, c.h, c.d}, t);
+      gpu_->rms_norm_rope(fused, gw, 1e-6f, gc, gs);
+      Tensor unfused = gpu(xs, {c.l, c.h, c.d}, t), unfused_rows = unfused.view({c.l, width});
+      gpu_->rms_norm(unfused_rows, unfused_rows, gw, 1e-6f);
+      gpu_->rope(unfused, gc, gs);
+      Tensor cx = cpu(xs, {c.l, c.h, c.d}, t);
+      cpu_.rms_norm_rope(cx, cw, 1e-6f, cc, csn);
+      const auto got = fetch(*gpu_, fused), twice = fetch(*gpu_, unfused);
+      ASSERT_EQ(got.size(), twice.size());
+      EXPECT_EQ(std::memcmp(got.data(), twice.data(), got.size() * sizeof(float)), 0) << what << ": not bitwise";
+      EXPECT_LE(relative_l2(got, fetch(cpu_, cx)), t == DType::bf16 ? kBf16TwoRoundings : kF32Reduction) << what;
+    }
+  }
+  Tensor x = gpu_->allocate({4, 2, 8}, DType::bf16), w = gpu_->allocate({16}, DType::f32);
+  Tensor w_wrong = gpu_->allocate({8}, DType::f32), table = gpu_->allocate({4, 4}, DType::f32);
+  Tensor narrow = gpu_->allocate({4, 5}, DType::f32), flat = x.view({4, 16});
+  EXPECT_THROW(gpu_->rms_norm_rope(x, w_wrong, 1e-6f, table, table), std::invalid_argument);
+  EXPECT_THROW(gpu_->rms_norm_rope(x, w, 1e-6f, narrow, narrow), std::invalid_argument);
+  EXPECT_THROW(gpu_->rms_norm_rope(flat, w, 1e-6f, table, table), std::invalid_argument);
+}
+
 TEST_F(CudaOps, AddGatedAndAdd) {
   for (int64_t rows : kRows)
     for (int64_t d : {int64_t{48}, int64_t{130}, int64_t{1536}})

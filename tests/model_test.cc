@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <unistd.h>
@@ -155,6 +156,51 @@ TEST(CpuBackend, AttentionLogSumExpAndMaskedKeys) {
       EXPECT_NEAR(lse.ptr<float>()[hh * lq + i], std::log(sum), 1e-5);
       for (int64_t t = 0; t < d; ++t) EXPECT_NEAR(o.ptr<float>()[(i * h + hh) * d + t], out[t] / sum, 1e-5);
     }
+}
+
+// The q/k step of spec §1.5-1.6: RMSNorm over all heads of a token, then each head's interleaved pairs rotated by
+// the token's angles; tokens past the table (padding) are only normalised. The op is rms_norm then rope, bit for
+// bit (the CUDA fused kernel is tested against it), and both match the formula computed here in double.
+TEST(CpuBackend, RmsNormRopeIsRmsNormThenRope) {
+  CpuBackend be;
+  const int64_t l = 7, h = 3, d = 10, pairs = d / 2, table_rows = 5, width = h * d;
+  const float eps = 1e-6f;
+  std::vector<float> xh(l * width), wh(width), ch(table_rows * pairs), sh(table_rows * pairs);
+  for (size_t i = 0; i < xh.size(); ++i) xh[i] = philox_normal(2, 1, i);
+  for (size_t i = 0; i < wh.size(); ++i) wh[i] = 1.f + 0.25f * philox_normal(2, 2, i);
+  for (size_t i = 0; i < ch.size(); ++i) {
+    const double angle = 3.0 * philox_normal(2, 3, i);
+    ch[i] = static_cast<float>(std::cos(angle));
+    sh[i] = static_cast<float>(std::sin(angle));
+  }
+  Tensor fused = be.allocate({l, h, d}, DType::f32), composed = be.allocate({l, h, d}, DType::f32);
+  Tensor w = be.allocate({width}, DType::f32), c = be.allocate({table_rows, pairs}, DType::f32);
+  Tensor s = be.allocate({table_rows, pairs}, DType::f32);
+  be.upload(fused, xh.data());
+  be.upload(composed, xh.data());
+  be.upload(w, wh.data());
+  be.upload(c, ch.data());
+  be.upload(s, sh.data());
+  be.rms_norm_rope(fused, w, eps, c, s);
+  Tensor composed_rows = composed.view({l, width});
+  be.rms_norm(composed_rows, composed_rows, w, eps);
+  be.rope(composed, c, s);
+  EXPECT_EQ(std::memcmp(fused.data(), composed.data(), fused.bytes()), 0);
+
+  for (int64_t t = 0; t < l; ++t) {
+    double ss = 0;
+    for (int64_t i = 0; i < width; ++i) ss += double{xh[t * width + i]} * xh[t * width + i];
+    const double inv = 1.0 / std::sqrt(ss / width + eps);
+    for (int64_t hh = 0; hh < h; ++hh)
+      for (int64_t k = 0; k < pairs; ++k) {
+        const int64_t i0 = hh * d + 2 * k;
+        const double x0 = xh[t * width + i0] * inv * wh[i0], x1 = xh[t * width + i0 + 1] * inv * wh[i0 + 1];
+        const bool rotated = t < table_rows;
+        const double co = rotated ? ch[t * pairs + k] : 1.0, si = rotated ? sh[t * pairs + k] : 0.0;
+        EXPECT_NEAR(fused.ptr<float>()[t * width + i0], x0 * co - x1 * si, 1e-5) << t << " " << hh << " " << k;
+        EXPECT_NEAR(fused.ptr<float>()[t * width + i0 + 1], x0 * si + x1 * co, 1e-5) << t << " " << hh << " " << k;
+      }
+  }
 }
 
 TEST(CpuBackend, PatchifyIsTheConvolutionLayoutAndUnpatchifyTheHeadLayout) {

@@ -61,6 +61,10 @@ class Backend {
   // --- element-wise
   // Rotates interleaved pairs of x [L, H, d] in place: pair k of token l by angle θ[l,k] (cos/sin f32 [L, d/2]).
   virtual void rope(Tensor& x, const Tensor& cos, const Tensor& sin) = 0;
+  // The self-attention q/k step of spec §1.5-1.6 in place on x [L, H, d]: rms_norm of each token's whole row of
+  // H·d (weight f32 [H·d]), the result stored in x's dtype, then rope as above (tokens beyond the table are only
+  // normalised). Equals rms_norm(x, x, ...) followed by rope(x, ...); CUDA fuses the two into one pass.
+  virtual void rms_norm_rope(Tensor& x, const Tensor& weight, float eps, const Tensor& cos, const Tensor& sin) = 0;
   // x[rows, D] += y[rows, D] · gate[D] (x f32; y f32 or bf16; gate f32).
   virtual void add_gated(Tensor& x, const Tensor& y, const Tensor& gate) = 0;
   // x += y (x f32).

@@ -174,6 +174,15 @@ void CpuBackend::rope(Tensor& x, const Tensor& cos, const Tensor& sin) {
     }
 }
 
+// The reference is the composition itself: the CUDA fused kernel is tested against it.
+void CpuBackend::rms_norm_rope(Tensor& x, const Tensor& weight, float eps, const Tensor& cos, const Tensor& sin) {
+  if (x.rank() != 3)
+    throw std::invalid_argument("cpu rms_norm_rope: x " + shape_string(x.shape()) + " is not [L, H, d]");
+  Tensor rows = x.view({x.dim(0), x.dim(1) * x.dim(2)});
+  rms_norm(rows, rows, weight, eps);
+  rope(x, cos, sin);
+}
+
 void CpuBackend::add_gated(Tensor& x, const Tensor& y, const Tensor& gate) {
   require_f32(x, "add_gated");
   require_f32(y, "add_gated");

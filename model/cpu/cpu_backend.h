@@ -24,6 +24,7 @@ class CpuBackend final : public Backend {
                            float eps) override;
   void rms_norm(Tensor& out, const Tensor& x, const Tensor& weight, float eps) override;
   void rope(Tensor& x, const Tensor& cos, const Tensor& sin) override;
+  void rms_norm_rope(Tensor& x, const Tensor& weight, float eps, const Tensor& cos, const Tensor& sin) override;
   void add_gated(Tensor& x, const Tensor& y, const Tensor& gate) override;
   void add(Tensor& x, const Tensor& y) override;
   void silu(Tensor& out, const Tensor& x) override;

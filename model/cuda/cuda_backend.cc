@@ -320,6 +320,20 @@ void CudaBackend::rope(Tensor& x, const Tensor& cos, const Tensor& sin) {
   cuda::rope(x.data(), x.dtype(), std::min(l, cos.dim(0)), h, d, cos.ptr<float>(), sin.ptr<float>(), stream_);
 }
 
+void CudaBackend::rms_norm_rope(Tensor& x, const Tensor& weight, float eps, const Tensor& cos, const Tensor& sin) {
+  require_device("rms_norm_rope", {&x, &weight, &cos, &sin});
+  if (x.rank() != 3) invalid("rms_norm_rope", "x " + shape_string(x.shape()) + " is not [L, H, d]");
+  const int64_t l = x.dim(0), h = x.dim(1), d = x.dim(2);
+  require_vector(weight, h * d, "rms_norm_rope", "weight");
+  require_dtype(cos, {DType::f32}, "rms_norm_rope", "cos");
+  require_dtype(sin, {DType::f32}, "rms_norm_rope", "sin");
+  if (cos.rank() != 2 || cos.dim(1) != d / 2 || sin.shape() != cos.shape())
+    invalid("rms_norm_rope", "cos " + shape_string(cos.shape()) + " / sin " + shape_string(sin.shape()) +
+                                 " for x " + shape_string(x.shape()));
+  cuda::rms_norm_rope(x.data(), x.dtype(), l, h, d, weight.ptr<float>(), eps, cos.ptr<float>(), sin.ptr<float>(),
+                      std::min(l, cos.dim(0)), stream_);
+}
+
 void CudaBackend::add_gated(Tensor& x, const Tensor& y, const Tensor& gate) {
   require_device("add_gated", {&x, &y, &gate});
   require_dtype(x, {DType::f32}, "add_gated", "x");

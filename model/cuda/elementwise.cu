@@ -54,7 +54,8 @@ __device__ float block_sum(float v) {
 
 // ---------------------------------------------------------------------------------------------- row norms
 
-enum class Norm { layer, rms };
+// rms_rope: the rms norm, its output rounded to the storage dtype, then RoPE on that value (spec §1.5-1.6).
+enum class Norm { layer, rms, rms_rope };
 
 struct NormArgs {
   void* out;
@@ -65,7 +66,60 @@ struct NormArgs {
   const float* shift;
   const float* scale;
   float eps;
+  // rms_rope only: rows [0, rope_rows) rotated by cos/sin f32 [rope_rows, head_dim/2]; head_dim even, a multiple
+  // of the pack when pack_in_head (then a pack's pairs are contiguous in the table: one vector load each).
+  const float* cos = nullptr;
+  const float* sin = nullptr;
+  int64_t rope_rows = 0;
+  int64_t head_dim = 0;
+  bool pack_in_head = false;
 };
+
+// Pair (x0, x1) rotated by the angle with cosine c and sine s. Explicit roundings (no contraction left to the
+// compiler) so the rope kernel and the fused norm + rope kernel give the same bits.
+__device__ __forceinline__ void rotate_pair(float& x0, float& x1, float c, float s) {
+  const float r0 = __fmaf_rn(x0, c, -__fmul_rn(x1, s));
+  const float r1 = __fmaf_rn(x0, s, __fmul_rn(x1, c));
+  x0 = r0;
+  x1 = r1;
+}
+
+// RoPE on one pack of a normalised row (already rounded to T, as the unfused norm stores it): its N/2 pairs
+// start at column `first` of the row (N even, so a pair never straddles packs).
+template <typename T, int N>
+__device__ __forceinline__ void rotate_pack(Pack<T, N>& o, int64_t row, int64_t first, const NormArgs& a) {
+  static_assert(N % 2 == 0, "rotate_pack: a pack holds whole pairs");
+  constexpr int kPairs = N / 2;
+  if (row >= a.rope_rows) return;  // padding tokens stay unrotated (spec §1.6)
+  const int64_t pairs = a.head_dim / 2;
+  const float* cos_row = a.cos + row * pairs;
+  const float* sin_row = a.sin + row * pairs;
+  float c[kPairs], s[kPairs];
+  if (a.pack_in_head) {
+    const int64_t k = (first % a.head_dim) / 2;
+    const Pack<float, kPairs> cp = *reinterpret_cast<const Pack<float, kPairs>*>(cos_row + k);
+    const Pack<float, kPairs> sp = *reinterpret_cast<const Pack<float, kPairs>*>(sin_row + k);
+#pragma unroll
+    for (int j = 0; j < kPairs; ++j) {
+      c[j] = cp.v[j];
+      s[j] = sp.v[j];
+    }
+  } else {  // a head narrower than the pack, or not a multiple of it: pairs of two heads in one pack
+#pragma unroll
+    for (int j = 0; j < kPairs; ++j) {
+      const int64_t k = ((first + 2 * j) % a.head_dim) / 2;
+      c[j] = cos_row[k];
+      s[j] = sin_row[k];
+    }
+  }
+#pragma unroll
+  for (int j = 0; j < kPairs; ++j) {
+    float x0 = to_float(o.v[2 * j]), x1 = to_float(o.v[2 * j + 1]);
+    rotate_pair(x0, x1, c[j], s[j]);
+    o.v[2 * j] = from_float<T>(x0);
+    o.v[2 * j + 1] = from_float<T>(x1);
+  }
+}
 
 // Calls f(it, i) for the packs i of this thread: it counts them, so a thread can keep pack `it` in a register
 // array when the row fits (kCache > 0, fully unrolled), or just index the row again (kCache == 0).
@@ -84,7 +138,9 @@ __device__ __forceinline__ void for_my_packs(int64_t packs, F&& f) {
 
 // One block per row, three passes (sum, centred squares, write). Rows of up to kCache packs per thread are read
 // once and held in registers; longer rows are re-read from L1/L2, so any length works. Each thread writes only
-// the packs it read, after every read of the row (block_sum barriers): out == x (in place) is safe.
+// the packs it read, after every read of the row (block_sum barriers): out == x (in place) is safe. rms_rope is
+// the rms kernel with RoPE applied to each pack before its one write: the same sums in the same order, so the
+// same bits as rms then rope.
 template <Norm kNorm, typename Tin, typename Tout, int N, int kCache>
 __global__ void norm_kernel(NormArgs a) {
   const int64_t row = blockIdx.x;
@@ -107,7 +163,9 @@ __global__ void norm_kernel(NormArgs a) {
 #pragma unroll
     for (int j = 0; j < N; ++j) {
       const float v = to_float(p.v[j]);
-      s += kNorm == Norm::layer ? v : v * v;
+      // Explicit fma for the squares: rms and rms_rope instantiations sum the same bits whatever the compiler
+      // would contract.
+      s = kNorm == Norm::layer ? s + v : __fmaf_rn(v, v, s);
     }
   });
   s = block_sum(s);
@@ -148,6 +206,7 @@ __global__ void norm_kernel(NormArgs a) {
       }
       o.v[j] = from_float<Tout>(y);
     }
+    if constexpr (kNorm == Norm::rms_rope) rotate_pack(o, row, i * N, a);
     out[i] = o;
   });
 }
@@ -155,6 +214,47 @@ __global__ void norm_kernel(NormArgs a) {
 // Packs per thread held in registers by the cached norm kernel (rows up to 512·4 packs: D ≤ 8192 f32).
 constexpr int kNormCache = 4;
 constexpr int kNormMaxThreads = 512;
+
+// How a row norm is launched for x of Tin and out of Tout: chosen in one place, so the fused norm + rope launch
+// sums exactly as the plain norm does.
+struct NormLayout {
+  bool vec;     // 16-byte loads of x: d a multiple of the pack and aligned base pointers
+  int threads;  // per block (one block per row)
+  bool cached;  // the row fits in kNormCache packs per thread
+};
+
+template <typename Tin, typename Tout>
+NormLayout norm_layout(const NormArgs& a) {
+  constexpr int kVec = 16 / sizeof(Tin);
+  NormLayout l;
+  l.vec = a.d % kVec == 0 && aligned(a.x, 16) && aligned(a.out, alignof(Pack<Tout, kVec>));
+  const int64_t packs = l.vec ? a.d / kVec : a.d;
+  // kNormCache packs per thread: four independent 16-byte loads in flight per thread and small blocks ran
+  // the modulated norm at 3.4 TB/s on an H200 ([32760, 1536] f32 -> bf16), against 2.1 TB/s with one pack
+  // per thread.
+  const int64_t wanted = (packs + kNormCache - 1) / kNormCache;
+  l.threads = static_cast<int>(std::clamp<int64_t>((wanted + 31) / 32 * 32, 32, kNormMaxThreads));
+  l.cached = packs <= static_cast<int64_t>(l.threads) * kNormCache;
+  return l;
+}
+
+// Launches norm_kernel<kNorm, Tin, Tout> with the layout of norm_layout (rms_rope only in the vector layout).
+template <Norm kNorm, typename Tin, typename Tout>
+void launch_norm_kernel(const NormArgs& a, const NormLayout& l, int64_t rows, cudaStream_t stream) {
+  constexpr int kVec = 16 / sizeof(Tin);
+  const auto grid = static_cast<unsigned>(rows);
+  if (l.vec && l.cached)
+    norm_kernel<kNorm, Tin, Tout, kVec, kNormCache><<<grid, l.threads, 0, stream>>>(a);
+  else if (l.vec)
+    norm_kernel<kNorm, Tin, Tout, kVec, 0><<<grid, l.threads, 0, stream>>>(a);
+  else if constexpr (kNorm == Norm::rms_rope)
+    throw std::logic_error("cuda rms_norm_rope: the fused kernel needs 16-byte packs");
+  else if (l.cached)
+    norm_kernel<kNorm, Tin, Tout, 1, kNormCache><<<grid, l.threads, 0, stream>>>(a);
+  else
+    norm_kernel<kNorm, Tin, Tout, 1, 0><<<grid, l.threads, 0, stream>>>(a);
+  check_launch();
+}
 
 template <Norm kNorm>
 void launch_norm(const NormArgs& a, DType out_dtype, DType x_dtype, int64_t rows, cudaStream_t stream,
@@ -165,28 +265,9 @@ void launch_norm(const NormArgs& a, DType out_dtype, DType x_dtype, int64_t rows
     with_type(out_dtype, op, [&](auto xout) {
       using Tin = decltype(xin);
       using Tout = decltype(xout);
-      // 16-byte loads of x when every row starts aligned: d a multiple of the pack and aligned base pointers.
-      constexpr int kVec = 16 / sizeof(Tin);
-      const bool vec = a.d % kVec == 0 && aligned(a.x, 16) && aligned(a.out, alignof(Pack<Tout, kVec>));
-      const int64_t packs = vec ? a.d / kVec : a.d;
-      // kNormCache packs per thread: four independent 16-byte loads in flight per thread and small blocks ran
-      // the modulated norm at 3.4 TB/s on an H200 ([32760, 1536] f32 -> bf16), against 2.1 TB/s with one pack
-      // per thread.
-      const int64_t wanted = (packs + kNormCache - 1) / kNormCache;
-      const int threads = static_cast<int>(std::clamp<int64_t>((wanted + 31) / 32 * 32, 32, kNormMaxThreads));
-      const bool cached = packs <= static_cast<int64_t>(threads) * kNormCache;
-      const auto grid = static_cast<unsigned>(rows);
-      if (vec && cached)
-        norm_kernel<kNorm, Tin, Tout, kVec, kNormCache><<<grid, threads, 0, stream>>>(a);
-      else if (vec)
-        norm_kernel<kNorm, Tin, Tout, kVec, 0><<<grid, threads, 0, stream>>>(a);
-      else if (cached)
-        norm_kernel<kNorm, Tin, Tout, 1, kNormCache><<<grid, threads, 0, stream>>>(a);
-      else
-        norm_kernel<kNorm, Tin, Tout, 1, 0><<<grid, threads, 0, stream>>>(a);
+      launch_norm_kernel<kNorm, Tin, Tout>(a, norm_layout<Tin, Tout>(a), rows, stream);
     });
   });
-  check_launch();
 }
 
 // ---------------------------------------------------------------------------------------------- element-wise
@@ -221,9 +302,10 @@ __global__ void rope_kernel(T* x, const float* cos, const float* sin, int64_t he
     const Pack<float, P> s = *reinterpret_cast<const Pack<float, P>*>(sin + t * pairs + k);
 #pragma unroll
     for (int j = 0; j < P; ++j) {
-      const float x0 = to_float(p.v[2 * j]), x1 = to_float(p.v[2 * j + 1]);
-      p.v[2 * j] = from_float<T>(x0 * c.v[j] - x1 * s.v[j]);
-      p.v[2 * j + 1] = from_float<T>(x0 * s.v[j] + x1 * c.v[j]);
+      float x0 = to_float(p.v[2 * j]), x1 = to_float(p.v[2 * j + 1]);
+      rotate_pair(x0, x1, c.v[j], s.v[j]);
+      p.v[2 * j] = from_float<T>(x0);
+      p.v[2 * j + 1] = from_float<T>(x1);
     }
     if constexpr (P == 1) {
       base[0] = p.v[0];
@@ -403,6 +485,32 @@ void rope(void* x, DType dtype, int64_t rows, int64_t heads, int64_t d, const fl
       rope_kernel<T, 1><<<blocks_for(n), kThreads, 0, stream>>>(xt, cos, sin, heads, d, pairs, n);
   });
   check_launch();
+}
+
+void rms_norm_rope(void* x, DType dtype, int64_t rows, int64_t heads, int64_t head_dim, const float* weight,
+                   float eps, const float* cos, const float* sin, int64_t rope_rows, cudaStream_t stream) {
+  if (weight == nullptr) throw std::invalid_argument("cuda rms_norm_rope: weight is required");
+  const int64_t d = heads * head_dim;
+  if (rows == 0 || d == 0) return;
+  if (rows > INT_MAX) throw std::invalid_argument("cuda rms_norm_rope: too many rows");
+  rope_rows = std::min(rope_rows, rows);
+  with_type(dtype, "rms_norm_rope", [&](auto v) {
+    using T = decltype(v);
+    constexpr int kVec = 16 / sizeof(T);
+    NormArgs a{x, x, d, weight, nullptr, nullptr, nullptr, eps};
+    a.cos = cos;
+    a.sin = sin;
+    a.rope_rows = rope_rows;
+    a.head_dim = head_dim;
+    a.pack_in_head = head_dim % kVec == 0 && aligned(cos, 16) && aligned(sin, 16);
+    const NormLayout layout = norm_layout<T, T>(a);
+    if (layout.vec && head_dim % 2 == 0) {
+      launch_norm_kernel<Norm::rms_rope, T, T>(a, layout, rows, stream);
+    } else {  // rows without 16-byte packs, or pairs across heads: the two kernels, which are the definition
+      launch_norm_kernel<Norm::rms, T, T>(a, layout, rows, stream);
+      rope(x, dtype, rope_rows, heads, head_dim, cos, sin, stream);
+    }
+  });
 }
 
 void add_gated(float* x, const void* y, DType y_dtype, const float* gate, int64_t rows, int64_t d,

@@ -29,6 +29,13 @@ void rms_norm(void* out, DType out_dtype, const void* x, DType x_dtype, int64_t 
 void rope(void* x, DType dtype, int64_t rows, int64_t heads, int64_t d, const float* cos, const float* sin,
           cudaStream_t stream);
 
+// x [rows, heads, head_dim] in place: rms_norm over each row of heads·head_dim (weight f32 [heads·head_dim]), the
+// result rounded to dtype, then rope on rows [0, rope_rows) (cos/sin f32 [rope_rows, head_dim/2]). One kernel
+// (one block per row, one read and one write of x) when rows take 16-byte packs and head_dim is even, else the two
+// kernels above; the same bits either way.
+void rms_norm_rope(void* x, DType dtype, int64_t rows, int64_t heads, int64_t head_dim, const float* weight,
+                   float eps, const float* cos, const float* sin, int64_t rope_rows, cudaStream_t stream);
+
 // x[rows, d] += y[rows, d]·gate[d]; gate null means 1 (plain add).
 void add_gated(float* x, const void* y, DType y_dtype, const float* gate, int64_t rows, int64_t d,
                cudaStream_t stream);

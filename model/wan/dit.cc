@@ -225,13 +225,12 @@ AttentionInputs DiT::attention_inputs(int index, const Tensor& h, const Tensor& 
   in.k = kv.slice(0, 1).view({rows, c.heads, c.head_dim()});
   in.v = kv.slice(1, 2).view({rows, c.heads, c.head_dim()});
   Tensor q2 = in.q.view({rows, d}), k2 = in.k.view({rows, d}), v2 = in.v.view({rows, d});
+  // q and k: RMSNorm over all heads, then 3-D RoPE per head (spec §1.5-1.6), one fused pass each.
   be.linear(q2, a, b.q.w, &b.q.b, Epilogue::none);
-  be.rms_norm(q2, q2, b.norm_q, eps);
+  be.rms_norm_rope(in.q, b.norm_q, eps, rope_cos, rope_sin);
   be.linear(k2, a, b.k.w, &b.k.b, Epilogue::none);
-  be.rms_norm(k2, k2, b.norm_k, eps);
+  be.rms_norm_rope(in.k, b.norm_k, eps, rope_cos, rope_sin);
   be.linear(v2, a, b.v.w, &b.v.b, Epilogue::none);
-  be.rope(in.q, rope_cos, rope_sin);
-  be.rope(in.k, rope_cos, rope_sin);
   return in;
 }
 
