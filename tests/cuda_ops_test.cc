@@ -846,7 +846,8 @@ TEST_F(CudaOps, CausalConv3dBuildsItsOperandFromHistoryAndNormalisedFrames) {
 }
 
 // Split K (conv3d_igemm.cu): a problem with fewer tiles than the GPU runs at once sums its tap rows in parts. The
-// same operands through the unsplit kernel (no workspace) differ only in the fp32 summation order.
+// same operands through the unsplit kernel (no workspace) differ only in the fp32 summation order: ~√K·2⁻²⁴ for
+// K = 27·384 terms is ~6e-6 (measured on an H100: 2.5e-6 and 2.9e-6; bound 1e-5).
 TEST_F(CudaOps, Conv3dSplitOverTapRowsEqualsTheUnsplitSum) {
   // Input channels enough for parts of ≥ 32 K steps of 32 channels (conv3d_igemm.cu's minimum).
   for (const auto& [kt, kh, ci, co] :
@@ -869,7 +870,7 @@ TEST_F(CudaOps, Conv3dSplitOverTapRowsEqualsTheUnsplitSum) {
     cuda::conv_pack_weight(packed.data(), gw.ptr<float>(), co, kt * kh * kw, ci, cop, cp, stream);
     cuda::conv3d_igemm(whole.ptr<float>(), padded.data(), packed.data(), gb.ptr<float>(), gr.ptr<float>(), ti, hp, wp,
                        cp, co, cop, kt, kh, kw, /*workspace=*/nullptr, stream);
-    EXPECT_LE(relative_l2(fetch(*gpu_, split), fetch(*gpu_, whole)), 1e-6)
+    EXPECT_LE(relative_l2(fetch(*gpu_, split), fetch(*gpu_, whole)), 1e-5)
         << "split vs unsplit " << kt << "x" << kh << "x" << kw << " co " << co;
   }
 }
