@@ -57,7 +57,10 @@ __device__ __forceinline__ void mma_bf16(float (&c)[4], const uint32_t (&a)[4], 
 // K runs over (a, b) tap rows × 32-channel chunks. The kw taps of one (a, b) read the same input rows shifted by
 // 0..kw−1 pixels, so a stage holds one slab of kTileM + kw − 1 rows and the kw taps' weights: every input row is
 // fetched once per (a, b) instead of once per tap, and each barrier covers kw × 2 MMA k-steps.
-template <int BN, int KW>
+// kSplit: this CTA sums the tap rows of part blockIdx.z only, into the partial sums at out + z·split_stride (a
+// template flag so the unsplit kernel's code stays as tight as without split K: a runtime split cost the 96- and
+// 32-channel tiles 3-15% on an H100).
+template <int BN, int KW, bool kSplit>
 __global__ void __launch_bounds__(kConvThreads, 2) conv3d_igemm_kernel(
     float* __restrict__ out, const bf16* __restrict__ in, const bf16* __restrict__ weight,
     const float* __restrict__ bias, const float* __restrict__ residual, int kh, int tap_rows, int cp, int co,
@@ -75,10 +78,9 @@ __global__ void __launch_bounds__(kConvThreads, 2) conv3d_igemm_kernel(
   const int warp_m = warp & 3, warp_n = warp >> 2;
   const int m0 = blockIdx.x * kTileM, n0 = blockIdx.y * BN;
   const int k_per_row = cp / kTileK;
-  // Split K (blockIdx.z): this CTA's share of the tap rows, its partial sum written at out + z·split_stride.
-  const int first_step = blockIdx.z * rows_per_split * k_per_row;
-  const int k_steps = min(tap_rows * k_per_row - first_step, rows_per_split * k_per_row);
-  out += blockIdx.z * split_stride;
+  const int first_step = kSplit ? blockIdx.z * rows_per_split * k_per_row : 0;
+  const int k_steps = kSplit ? min(tap_rows * k_per_row - first_step, rows_per_split * k_per_row) : tap_rows * k_per_row;
+  if (kSplit) out += blockIdx.z * split_stride;
   const int64_t weight_row = static_cast<int64_t>(tap_rows) * KW * cp;
 
   auto load_stage = [&](int stage, int local_step) {
@@ -311,18 +313,22 @@ constexpr size_t smem_bytes() {
   return static_cast<size_t>(kStages) * ((kTileM + KW - 1) + KW * BN) * kTileK * sizeof(bf16);
 }
 
-// CTAs of this tile that run at once on the whole GPU (the current device's), found once per instantiation.
+// CTAs of this tile that run at once on the whole GPU (the current device's), found once per instantiation;
+// the first call also sets both variants' shared-memory opt-in above 48 KiB.
 template <int BN, int KW>
 int resident_ctas() {
   static int ctas = 0;
   if (ctas == 0) {
-    DITRUN_CUDA_CHECK(cudaFuncSetAttribute(conv3d_igemm_kernel<BN, KW>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                           static_cast<int>(smem_bytes<BN, KW>())));  // the opt-in above 48 KiB
+    const int smem = static_cast<int>(smem_bytes<BN, KW>());
+    DITRUN_CUDA_CHECK(cudaFuncSetAttribute(conv3d_igemm_kernel<BN, KW, false>,
+                                           cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    DITRUN_CUDA_CHECK(cudaFuncSetAttribute(conv3d_igemm_kernel<BN, KW, true>,
+                                           cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     int device = 0, sms = 0, per_sm = 0;
     DITRUN_CUDA_CHECK(cudaGetDevice(&device));
     DITRUN_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-    DITRUN_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, conv3d_igemm_kernel<BN, KW>,
-                                                                    kConvThreads, smem_bytes<BN, KW>()));
+    DITRUN_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, conv3d_igemm_kernel<BN, KW, false>,
+                                                                    kConvThreads, smem));
     ctas = std::max(1, sms * per_sm);
   }
   return ctas;
@@ -360,10 +366,14 @@ void launch(const ConvCall& c, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>((c.m_total + kTileM - 1) / kTileM), static_cast<unsigned>(c.cop / BN),
                   static_cast<unsigned>(c.splits));
   const bool split = c.splits > 1;
-  conv3d_igemm_kernel<BN, KW><<<grid, kConvThreads, smem_bytes<BN, KW>(), stream>>>(
-      split ? c.partial : c.out, c.in, c.weight, split ? nullptr : c.bias, split ? nullptr : c.residual, c.kh,
-      c.tap_rows, c.cp, c.co, c.in_rows, c.m_total, c.hp, c.wp, c.ho, c.wo, c.tap_rows / c.splits,
-      split ? c.out_elements : 0);
+  if (split)
+    conv3d_igemm_kernel<BN, KW, true><<<grid, kConvThreads, smem_bytes<BN, KW>(), stream>>>(
+        c.partial, c.in, c.weight, nullptr, nullptr, c.kh, c.tap_rows, c.cp, c.co, c.in_rows, c.m_total, c.hp, c.wp,
+        c.ho, c.wo, c.tap_rows / c.splits, c.out_elements);
+  else
+    conv3d_igemm_kernel<BN, KW, false><<<grid, kConvThreads, smem_bytes<BN, KW>(), stream>>>(
+        c.out, c.in, c.weight, c.bias, c.residual, c.kh, c.tap_rows, c.cp, c.co, c.in_rows, c.m_total, c.hp, c.wp,
+        c.ho, c.wo, c.tap_rows, 0);
   check_launch();
   if (split) {
     conv_split_reduce_kernel<<<blocks_for(c.out_elements), kThreads, 0, stream>>>(
