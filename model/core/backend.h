@@ -43,7 +43,19 @@ class Backend {
   // under `key` (which must name everything that changes them: tensors' addresses, shapes). The first call under
   // a key (and scratch position) runs work() directly, warming caches and growing the arena; the second records
   // it and runs the recording; later calls replay the recording without calling work(). The default runs work().
+  // A call made while a recording is being made (work calling run_recorded) runs its work into that recording.
   virtual void run_recorded(const std::string& /*key*/, const std::function<void()>& work) { work(); }
+  // Drops the recordings whose key starts with key_prefix: their owner is freeing the tensors they use.
+  virtual void forget_recorded(const std::string& /*key_prefix*/) {}
+  // What run_recorded has done so far (all zero where nothing is recorded: the CPU, or recording turned off).
+  struct RecordingStats {
+    int64_t kept = 0;        // recordings held now
+    int64_t recorded = 0;    // recordings made
+    int64_t replayed = 0;    // calls answered by a replay
+    int64_t nodes = 0;       // nodes (kernels, copies) in the recordings made
+    double record_ms = 0;    // host time spent capturing and instantiating them
+  };
+  virtual RecordingStats recording_stats() const { return {}; }
 
   // --- dense
   // out[M,N] = x[M,K] · w[N,K]ᵀ + bias[N], then the epilogue. x and w share a dtype (f32 or bf16); out f32 or bf16.

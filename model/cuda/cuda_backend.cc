@@ -1,6 +1,7 @@
 #include "model/cuda/cuda_backend.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <initializer_list>
@@ -104,6 +105,14 @@ void CudaBackend::run_recorded(const std::string& key, const std::function<void(
     work();
     return;
   }
+  // Called from work that is being recorded (a whole denoising step recording its forwards): that recording
+  // takes this work too; a second capture cannot start on the stream.
+  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+  DITRUN_CUDA_CHECK(cudaStreamIsCapturing(stream_, &capture));
+  if (capture != cudaStreamCaptureStatusNone) {
+    work();
+    return;
+  }
   // The scratch position is part of the key: a recording replays the scratch addresses it was made with.
   const Arena::Mark mark = arena().mark();
   const std::string where = key + "@" + std::to_string(mark.chunk) + ":" + std::to_string(mark.offset);
@@ -114,6 +123,7 @@ void CudaBackend::run_recorded(const std::string& key, const std::function<void(
     return;
   }
   if (!it->second) {
+    const auto start = std::chrono::steady_clock::now();
     // Thread-local capture: this thread's work goes into the graph; a forbidden call in it (a synchronous copy,
     // an allocation) fails the capture instead of running.
     DITRUN_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
@@ -127,13 +137,36 @@ void CudaBackend::run_recorded(const std::string& key, const std::function<void(
       throw;
     }
     DITRUN_CUDA_CHECK(cudaStreamEndCapture(stream_, &graph));
+    size_t nodes = 0;
     cudaGraphExec_t exec = nullptr;
-    const cudaError_t made = cudaGraphInstantiate(&exec, graph, 0);
+    cudaError_t made = cudaGraphGetNodes(graph, nullptr, &nodes);
+    if (made == cudaSuccess) made = cudaGraphInstantiate(&exec, graph, 0);
     cudaGraphDestroy(graph);
     DITRUN_CUDA_CHECK(made);
     it->second = exec;
+    recording_stats_.recorded += 1;
+    recording_stats_.nodes += static_cast<int64_t>(nodes);
+    recording_stats_.record_ms +=
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  } else {
+    recording_stats_.replayed += 1;
   }
   DITRUN_CUDA_CHECK(cudaGraphLaunch(it->second, stream_));
+}
+
+void CudaBackend::forget_recorded(const std::string& key_prefix) {
+  // A graph still running when it is destroyed is freed when it completes (cudaGraphExecDestroy).
+  for (auto it = graphs_.lower_bound(key_prefix); it != graphs_.end() && it->first.starts_with(key_prefix);) {
+    if (it->second) DITRUN_CUDA_CHECK(cudaGraphExecDestroy(it->second));
+    it = graphs_.erase(it);
+  }
+}
+
+Backend::RecordingStats CudaBackend::recording_stats() const {
+  RecordingStats stats = recording_stats_;
+  stats.kept = 0;
+  for (const auto& [key, exec] : graphs_) stats.kept += exec != nullptr;
+  return stats;
 }
 
 int CudaBackend::comm_mark() {

@@ -50,6 +50,8 @@ class CudaBackend final : public Backend {
   void copy(Tensor& dst, const Tensor& src) override;
   void synchronize() override;
   void run_recorded(const std::string& key, const std::function<void()>& work) override;
+  void forget_recorded(const std::string& key_prefix) override;
+  RecordingStats recording_stats() const override;
 
   void linear(Tensor& out, const Tensor& x, const Tensor& w, const Tensor* bias, Epilogue epilogue) override;
   void layer_norm(Tensor& out, const Tensor& x, const Tensor* weight, const Tensor* bias, float eps) override;
@@ -103,6 +105,7 @@ class CudaBackend final : public Backend {
   // turns recording off (every call runs its work directly).
   std::map<std::string, cudaGraphExec_t> graphs_;
   bool graphs_enabled_ = true;
+  RecordingStats recording_stats_;
   cudaEvent_t compute_done_ = nullptr;
   std::vector<cudaEvent_t> comm_marks_;  // a pool, grown once to the most marks a step needs
   size_t marks_used_ = 0;

@@ -12,7 +12,9 @@ namespace ditrun::sampling {
 class Solver {
  public:
   virtual ~Solver() = default;
-  // x ← the sample at step i + 1, given the model velocity v at step i (x and v [shape], f32).
+  // x ← the sample at step i + 1, given the model velocity v at step i (x and v [shape], f32). Steps run in order
+  // from 0; what a step queues depends only on i and the tensors (no state carried on the host), so a step can be
+  // recorded and replayed (Backend::run_recorded), and a solver restarts at step 0 for a new latent.
   virtual void step(int i, const Tensor& v, Tensor& x) = 0;
 };
 

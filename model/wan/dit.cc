@@ -27,7 +27,22 @@ DiT::DiT(Backend& backend, DitConfig config, DitWeights weights)
   validate_dit_config(config_);
 }
 
+uint64_t context_address_hash(const ContextCache& context) {
+  uint64_t hash = 0xcbf29ce484222325ull;  // FNV-1a over the addresses
+  const auto mix = [&](const Tensor& t) { hash = (hash ^ reinterpret_cast<uintptr_t>(t.data())) * 0x100000001b3ull; };
+  mix(context.embedded);
+  for (const auto* list : {&context.k, &context.v})
+    for (const Tensor& t : *list) mix(t);
+  return hash;
+}
+
 ContextCache DiT::encode_context(const std::vector<float>& context, int64_t rows) {
+  ContextCache cache;
+  encode_context_into(cache, context, rows);
+  return cache;
+}
+
+void DiT::encode_context_into(ContextCache& cache, const std::vector<float>& context, int64_t rows) {
   const auto& c = config_;
   if (rows > c.text_len)
     throw std::invalid_argument("context has " + std::to_string(rows) + " rows, at most " +
@@ -44,20 +59,25 @@ ContextCache DiT::encode_context(const std::vector<float>& context, int64_t rows
   be.upload(text, padded.data());
   Tensor hidden = be.scratch({c.text_len, c.dim}, cd);
   be.linear(hidden, text, w_.text1.w, &w_.text1.b, Epilogue::gelu_tanh);
-  ContextCache cache;
-  cache.embedded = be.allocate({c.text_len, c.dim}, cd);
+  // Every cache of this model has the same shapes: one that has its tensors keeps them.
+  const size_t blocks = w_.blocks.size();
+  if (cache.embedded.data() == nullptr || cache.k.size() != blocks || cache.v.size() != blocks) {
+    cache.embedded = be.allocate({c.text_len, c.dim}, cd);
+    cache.k.clear();
+    cache.v.clear();
+    for (size_t i = 0; i < blocks; ++i) {
+      cache.k.push_back(be.allocate({c.text_len, c.heads, c.head_dim()}, cd));
+      cache.v.push_back(be.allocate({c.text_len, c.heads, c.head_dim()}, cd));
+    }
+  }
   be.linear(cache.embedded, hidden, w_.text2.w, &w_.text2.b, Epilogue::none);
-  for (const auto& b : w_.blocks) {
-    Tensor k = be.allocate({c.text_len, c.heads, c.head_dim()}, cd);
-    Tensor v = be.allocate({c.text_len, c.heads, c.head_dim()}, cd);
-    Tensor k2 = k.view({c.text_len, c.dim}), v2 = v.view({c.text_len, c.dim});
+  for (size_t i = 0; i < blocks; ++i) {
+    const auto& b = w_.blocks[i];
+    Tensor k2 = cache.k[i].view({c.text_len, c.dim}), v2 = cache.v[i].view({c.text_len, c.dim});
     be.linear(k2, cache.embedded, b.cross_k.w, &b.cross_k.b, Epilogue::none);
     be.rms_norm(k2, k2, b.cross_norm_k, static_cast<float>(c.eps));
     be.linear(v2, cache.embedded, b.cross_v.w, &b.cross_v.b, Epilogue::none);
-    cache.k.push_back(k);
-    cache.v.push_back(v);
   }
-  return cache;
 }
 
 void DiT::set_timestep(double timestep) {
@@ -114,43 +134,54 @@ void DiT::forward(Tensor& v, const Tensor& x, double timestep, const ContextCach
 
 void DiT::forward_tokens(Tensor& v, const Tensor& x, const Grid& grid, double timestep, const ContextCache& context,
                          parallel::SequenceParallel* sp) {
-  const auto& c = config_;
-  Backend& be = backend_;
-  const int64_t rows = x.dim(0);
-  const int64_t first = sp ? sp->first_token() : 0;
-  if (x.dim(-1) != c.patch_features() || v.numel() != rows * c.out_features() ||
-      (sp ? rows != sp->shard_tokens() || sp->total_tokens() != grid.tokens() : rows != grid.tokens()))
-    throw std::invalid_argument("token latent has shape " + shape_string(x.shape()) + " for a grid of " +
-                                std::to_string(grid.tokens()) + " tokens");
-  // The host's part first (the timestep's sinusoid, RoPE angles made on first use); then the forward, which is
-  // device work only: without sequence parallel (communication) or an observer (host callbacks) it is recorded
-  // once and replayed (a CUDA graph on the GPU: no launch gaps between its ~800 kernels).
-  set_timestep(timestep);
-  const RopeAngles& rope = rope_angles(grid, first, rows);  // global positions of my rows
-  const auto body = [&] { forward_body(v, x, rope, context, sp); };
+  // The host's part first; then the forward, which is device work only: without sequence parallel
+  // (communication) or an observer (host callbacks) it is recorded once and replayed (a CUDA graph on the GPU: no
+  // launch gaps between its ~800 kernels).
+  const PreparedForward prepared = prepare_forward(timestep, grid, sp);
+  const auto body = [&] { forward_prepared(v, x, prepared, context, sp); };
   if (sp || observer_) {
     body();
     return;
   }
-  // Everything the recording depends on: this model (an id, never reused), the tensors' addresses (the context's
-  // per-block K/V too, hashed: a new prompt's cache may reuse one address but not all) and the shapes.
-  uint64_t context_hash = 0xcbf29ce484222325ull;
-  for (const auto* list : {&context.k, &context.v})
-    for (const Tensor& t : *list) context_hash = (context_hash ^ reinterpret_cast<uintptr_t>(t.data())) * 0x100000001b3ull;
-  char key[200];
-  std::snprintf(key, sizeof key, "dit %llu v %p x %p ctx %p/%llx rows %lld grid %lldx%lldx%lld",
-                static_cast<unsigned long long>(id_), v.data(), x.data(), context.embedded.data(),
-                static_cast<unsigned long long>(context_hash), static_cast<long long>(rows),
-                static_cast<long long>(grid.frames), static_cast<long long>(grid.rows),
-                static_cast<long long>(grid.cols));
-  be.run_recorded(key, body);
+  // Everything the recording depends on: this model (an id, never reused), the tensors' addresses and the shapes.
+  // The key starts with the output's part (forget_recorded_forwards).
+  char rest[160];
+  std::snprintf(rest, sizeof rest, "x %p ctx %p/%llx rows %lld grid %lldx%lldx%lld", x.data(),
+                context.embedded.data(), static_cast<unsigned long long>(context_address_hash(context)),
+                static_cast<long long>(x.dim(0)), static_cast<long long>(grid.frames),
+                static_cast<long long>(grid.rows), static_cast<long long>(grid.cols));
+  backend_.run_recorded(recording_key_of_output(v) + rest, body);
 }
 
-void DiT::forward_body(Tensor& v, const Tensor& x, const RopeAngles& rope, const ContextCache& context,
-                       parallel::SequenceParallel* sp) {
+std::string DiT::recording_key_of_output(const Tensor& v) const {
+  char key[64];
+  std::snprintf(key, sizeof key, "dit %llu v %p ", static_cast<unsigned long long>(id_), v.data());
+  return key;
+}
+
+void DiT::forget_recorded_forwards(const Tensor& v) { backend_.forget_recorded(recording_key_of_output(v)); }
+
+DiT::PreparedForward DiT::prepare_forward(double timestep, const Grid& grid, const parallel::SequenceParallel* sp) {
+  const int64_t first = sp ? sp->first_token() : 0;
+  const int64_t rows = sp ? sp->shard_tokens() : grid.tokens();
+  if (sp && sp->total_tokens() != grid.tokens())
+    throw std::invalid_argument("sequence parallel over " + std::to_string(sp->total_tokens()) +
+                                " tokens for a grid of " + std::to_string(grid.tokens()));
+  set_timestep(timestep);
+  const RopeAngles& rope = rope_angles(grid, first, rows);  // global positions of my rows
+  return {grid, first, rows, rope.cos, rope.sin};
+}
+
+void DiT::forward_prepared(Tensor& v, const Tensor& x, const PreparedForward& prepared, const ContextCache& context,
+                           parallel::SequenceParallel* sp) {
   const auto& c = config_;
   Backend& be = backend_;
   const int64_t rows = x.dim(0);
+  if (x.rank() != 2 || x.dim(-1) != c.patch_features() || rows != prepared.rows ||
+      v.numel() != rows * c.out_features() || (sp && rows != sp->shard_tokens()))
+    throw std::invalid_argument("token latent has shape " + shape_string(x.shape()) + " for a grid of " +
+                                std::to_string(prepared.grid.tokens()) + " tokens (" +
+                                std::to_string(prepared.rows) + " on this rank)");
   Arena::Scope scope(be.arena());
   const DType cd = be.compute_dtype();
   const float attn_scale = 1.f / std::sqrt(static_cast<float>(c.head_dim()));
@@ -169,7 +200,7 @@ void DiT::forward_body(Tensor& v, const Tensor& x, const RopeAngles& rope, const
     if (observer_) observer_(i, h);
     Arena::Scope block_scope(be.arena());
     const Tensor m = block_modulation(i, time);
-    const AttentionInputs in = attention_inputs(i, h, m, rope.cos, rope.sin);
+    const AttentionInputs in = attention_inputs(i, h, m, prepared.rope_cos, prepared.rope_sin);
     Tensor attn = be.scratch({rows, c.heads, c.head_dim()}, cd);
     if (sp) sp->attention(be, in.q, in.k, in.v, attn, attn_scale);
     else be.attention(attn, nullptr, in.q, in.k, in.v, rows, attn_scale);

@@ -4,6 +4,7 @@
 #include <array>
 #include <functional>
 #include <map>
+#include <string>
 #include <vector>
 
 #include "model/core/backend.h"
@@ -19,6 +20,10 @@ struct ContextCache {
   Tensor embedded;            // [text_len, D]
   std::vector<Tensor> k, v;   // per block [text_len, heads, head_dim]
 };
+
+// The addresses of all of a cache's tensors in one number, for Backend::run_recorded keys: a new prompt's cache
+// may reuse one address but not all.
+uint64_t context_address_hash(const ContextCache& context);
 
 // The timestep conditioning of one step: e (for the head) and e0 (the six modulation rows of every block).
 struct TimeEmbedding {
@@ -41,6 +46,9 @@ class DiT {
   // context: [rows ≤ text_len, text_dim] f32 on the host (an umT5 output cut to its real length); zero-padded to
   // text_len rows (spec §1.2 step 5).
   ContextCache encode_context(const std::vector<float>& context, int64_t rows);
+  // The same into `cache`, reusing its tensors when it has them: a loop that keeps its context caches from one
+  // prompt to the next keeps their addresses, which its recorded steps read.
+  void encode_context_into(ContextCache& cache, const std::vector<float>& context, int64_t rows);
 
   // v = DiT(x, t, context): x and v [C, F, H, W] f32 tensors on the backend.
   void forward(Tensor& v, const Tensor& x, double timestep, const ContextCache& context);
@@ -54,6 +62,26 @@ class DiT {
   };
   void forward_tokens(Tensor& v, const Tensor& x, const Grid& grid, double timestep, const ContextCache& context,
                       parallel::SequenceParallel* sp);
+
+  // forward_tokens in two parts, so that a caller can record several forwards and its own device work as one
+  // region (Backend::run_recorded: a whole denoising step). prepare_forward is the host's part: the timestep's
+  // sinusoid uploaded to the device, the RoPE tables of this rank's tokens made on first use. forward_prepared
+  // queues device work only (and sp's communication): without sp and without a block observer it may be recorded.
+  // It reads the timestep of the latest prepare_forward, so forwards at one timestep share one prepare.
+  struct PreparedForward {
+    Grid grid;
+    int64_t first, rows;      // this rank's tokens
+    Tensor rope_cos, rope_sin;  // [rows, head_dim/2]; they live as long as the model
+  };
+  PreparedForward prepare_forward(double timestep, const Grid& grid, const parallel::SequenceParallel* sp);
+  void forward_prepared(Tensor& v, const Tensor& x, const PreparedForward& prepared, const ContextCache& context,
+                        parallel::SequenceParallel* sp);
+  // A forward with a block observer calls back to the host between blocks: it cannot be recorded.
+  bool observed() const { return static_cast<bool>(observer_); }
+  // Names this model in Backend::run_recorded keys; unique in the process (an address could be reused).
+  uint64_t id() const { return id_; }
+  // Drops forward_tokens' recordings that write `v` (its owner is about to free it).
+  void forget_recorded_forwards(const Tensor& v);
 
   // The pieces of a forward, for callers that split the tokens (sequence parallel) or check a slice. Tensors
   // come from the scratch arena: valid until the caller's arena mark is rewound.
@@ -84,9 +112,8 @@ class DiT {
   // what timestep_input_ holds (device work only).
   void set_timestep(double timestep);
   TimeEmbedding time_embedding_of_input();
-  // forward_tokens after its host part: the device work that Backend::run_recorded records.
-  void forward_body(Tensor& v, const Tensor& x, const RopeAngles& rope, const ContextCache& context,
-                    parallel::SequenceParallel* sp);
+  // The start of forward_tokens' run_recorded keys for output v.
+  std::string recording_key_of_output(const Tensor& v) const;
 
   Backend& backend_;
   DitConfig config_;
@@ -94,7 +121,6 @@ class DiT {
   BlockObserver observer_;
   std::map<std::array<int64_t, 5>, RopeAngles> rope_cache_;
   Tensor timestep_input_;  // [1, freq_dim] f32: the sinusoid of the current timestep
-  // Names this model in Backend::run_recorded keys; unique in the process (an address could be reused).
   const uint64_t id_ = next_model_id();
   static uint64_t next_model_id();
 };

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Single-GPU checks for the GPU machine: every CUDA op against the CPU op, the diffusers goldens on CUDA (DiT,
-# samplers, VAE decode), and a full-size forward against the CPU on a slice. Prints a table last.
+# samplers, VAE decode), recorded denoising steps against direct ones, and a full-size forward against the CPU on
+# a slice. Prints a table last.
 #   bash tests/gpu/run_checks.sh BUILD_DIR [RESULTS_DIR] [SLICE_CONFIG]
 set -u
 build=${1:?build directory}
@@ -15,6 +16,8 @@ nvidia-smi -L
 check "cuda_ops_test (every op vs CPU)" "$results/cuda_ops.log" "$build/tests/cuda_ops_test"
 DITRUN_GOLDEN_DIR="$here/tests/golden" check "golden_test (diffusers goldens, CPU + CUDA)" "$results/golden.log" \
   "$build/tests/golden_test"
+check "denoise_test (whole steps as CUDA graphs vs direct, bit for bit)" "$results/denoise.log" \
+  "$build/tests/denoise_test"
 check "vae_test (VAE decoder, diffusers golden on CUDA)" "$results/vae.log" "$build/tests/vae_test"
 # The whole decode path on the GPU: the golden through `ditrun vae-decode --backend cuda` (bf16 tensor-core
 # convolutions: the bound of vae_test, 3e-2).
@@ -29,5 +32,5 @@ PY
 )")
 check "dit_slice_check $slice_config 832x480x81" "$results/slice.log" "$build/tests/dit_slice_check" --config "$slice_config"
 grep -hE "relative L2|Failure|FAILED|PASSED|slice check" "$results/golden.log" "$results/slice.log" "$results/cuda_ops.log" \
-  "$results/vae.log" | grep -v "^\[ " | head -60
+  "$results/denoise.log" "$results/vae.log" | grep -v "^\[ " | head -60
 print_table
