@@ -18,8 +18,8 @@
 #include <vector>
 
 #include "comm/cuda_device.h"
+#include "bench/random_contexts.h"
 #include "launcher/denoise.h"
-#include "model/core/philox.h"
 #include "model/wan/dit_source.h"
 
 using namespace ditrun;
@@ -75,12 +75,7 @@ int main(int argc, char** argv) {
   const auto source = wan::resolve_dit_source("random:" + config + ":5");
   wan::DiT dit = wan::make_dit(be, source);
   const auto& c = source.config;
-  std::vector<float> ctx(static_cast<size_t>(c.text_len) * c.text_dim), neg(ctx.size());
-  for (size_t i = 0; i < ctx.size(); ++i) {
-    ctx[i] = 0.2f * philox_normal(5, 1, i);
-    neg[i] = 0.2f * philox_normal(5, 2, i);
-  }
-  const wan::ContextCache cond = dit.encode_context(ctx, c.text_len), uncond = dit.encode_context(neg, c.text_len);
+  const auto [cond, uncond] = bench::random_contexts(dit);
   SamplingParams params;  // UniPC, guidance 5, shift 5; only the first `steps` of its 50 are run
   params.frames = frames;
   params.width = std::stoi(size.substr(0, size.find('x')));
