@@ -14,6 +14,7 @@
 #include "model/core/backend.h"
 #include "model/core/philox.h"
 #include "model/wan/dit_source.h"
+#include "tests/test_backend.h"
 
 using namespace ditrun;
 
@@ -24,16 +25,9 @@ class DenoiseRecording : public ::testing::TestWithParam<std::string> {
   void SetUp() override {
     // Recording on, whatever the caller's environment says (the backend reads it when it is made).
     unsetenv("DITRUN_CUDA_GRAPHS");
-    if (GetParam() == "cuda") {
-      if (!cuda_backend_built()) GTEST_SKIP() << "built without CUDA";
-      try {
-        backend_ = make_cuda_backend();
-      } catch (const std::exception& e) {
-        GTEST_SKIP() << "skipped: no CUDA device (" << e.what() << ")";
-      }
-    } else {
-      backend_ = make_cpu_backend();
-    }
+    auto [backend, unavailable] = test_backend(GetParam());
+    if (!backend) GTEST_SKIP() << unavailable;
+    backend_ = std::move(backend);
     dit_ = std::make_unique<wan::DiT>(wan::make_dit(*backend_, wan::resolve_dit_source("tiny")));
     cond_ = encode(1, 7);
     uncond_ = encode(2, 3);

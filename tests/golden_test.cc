@@ -12,6 +12,7 @@
 #include "model/sampling/solver.h"
 #include "model/wan/dit_source.h"
 #include "tests/relative_l2.h"
+#include "tests/test_backend.h"
 
 using namespace ditrun;
 using ditrun::testing::relative_l2;
@@ -28,16 +29,9 @@ fs::path golden_dir() {
 class Golden : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    if (GetParam() == "cuda") {
-      if (!cuda_backend_built()) GTEST_SKIP() << "built without CUDA";
-      try {
-        backend_ = make_cuda_backend();
-      } catch (const std::exception& e) {
-        GTEST_SKIP() << "skipped: no CUDA device (" << e.what() << ")";
-      }
-    } else {
-      backend_ = make_cpu_backend();
-    }
+    auto [backend, unavailable] = test_backend(GetParam());
+    if (!backend) GTEST_SKIP() << unavailable;
+    backend_ = std::move(backend);
   }
   double tolerance() const { return GetParam() == "cuda" ? 2e-2 : 1e-4; }
 

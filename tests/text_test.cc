@@ -23,6 +23,7 @@
 #include "model/text/umt5_encoder.h"
 #include "model/text/umt5_weights.h"
 #include "tests/relative_l2.h"
+#include "tests/test_backend.h"
 
 namespace ditrun::text {
 namespace {
@@ -150,13 +151,8 @@ TEST(Umt5Encoder, TinyMatchesTransformersWithin1e4) {
 // bf16 rounding per matrix product (~4e-3 relative, see cuda_ops_test) over 2 layers; 2e-2 bounds that (9.3e-3
 // measured on an H100, 2026-11-22).
 TEST(Umt5Encoder, TinyMatchesTransformersOnCuda) {
-  if (!cuda_backend_built()) GTEST_SKIP() << "built without CUDA";
-  std::unique_ptr<Backend> gpu;
-  try {
-    gpu = make_cuda_backend();
-  } catch (const std::exception& e) {
-    GTEST_SKIP() << "skipped: no CUDA device (" << e.what() << ")";
-  }
+  auto [gpu, unavailable] = test_backend("cuda");
+  if (!gpu) GTEST_SKIP() << unavailable;
   const double worst = worst_error_on_the_golden_prompts(*gpu, 2e-2);
   std::printf("[cuda] tiny umT5 vs transformers (float64): worst relative L2 %.3g\n", worst);
 }

@@ -20,6 +20,7 @@
 #include "model/cpu/cpu_backend.h"
 #include "model/wan/vae_decoder.h"
 #include "tests/relative_l2.h"
+#include "tests/test_backend.h"
 
 using namespace ditrun;
 using ditrun::testing::relative_l2;
@@ -103,13 +104,8 @@ TEST(VaeDecoder, GoldenDecodeMatchesDiffusersOnTheCpu) {
 // (2026-11-22) on one rank and two. 3e-2 leaves room for other GPUs' GEMM orders; a wrong tap, channel or cache
 // frame moves frames by far more (cuda_ops_test checks every convolution to 5e-5 of the bf16 operands' result).
 TEST(VaeDecoder, GoldenDecodeMatchesDiffusersOnCuda) {
-  if (!cuda_backend_built()) GTEST_SKIP() << "built without CUDA";
-  std::unique_ptr<Backend> be;
-  try {
-    be = make_cuda_backend();
-  } catch (const std::exception& e) {
-    GTEST_SKIP() << "skipped: no CUDA device (" << e.what() << ")";
-  }
+  auto [be, unavailable] = test_backend("cuda");
+  if (!be) GTEST_SKIP() << unavailable;
   const io::Hdf5File f(golden_dir() / "vae_decode.h5", io::Hdf5File::Mode::read);
   std::vector<int64_t> latent_shape;
   const auto latents = f.read_f32("latents", &latent_shape);
