@@ -6,6 +6,7 @@
 #include <string>
 
 #include "comm/abort.h"
+#include "launcher/build_commit.h"
 #include "launcher/commands.h"
 
 namespace {
@@ -27,7 +28,7 @@ namespace {
 
 int main(int argc, char** argv) {
   CLI::App app{"ditrun: text-to-video with Wan2.1 diffusion transformers on 1 to 128 GPUs, under mpirun or srun"};
-  app.set_version_flag("--version", std::string("ditrun ") + DITRUN_VERSION + " (" + DITRUN_GIT_COMMIT + ")");
+  app.set_version_flag("--version", std::string("ditrun ") + DITRUN_VERSION + " (" + ditrun::build_commit() + ")");
   app.require_subcommand(1);
   app.footer(
       "Examples:\n"

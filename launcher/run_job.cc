@@ -10,6 +10,7 @@
 #include "comm/communicators.h"
 #include "comm/cuda_device.h"
 #include "comm/mpi_runtime.h"
+#include "launcher/build_commit.h"
 #include "launcher/commands.h"
 #include "launcher/denoise.h"
 #include "launcher/embeddings.h"
@@ -405,7 +406,7 @@ int run_command(const RunOptions& options, int* argc, char*** argv) {
   // 5. The report (rank 0), complete or absent: written through report.json.part.
   if (mpi.rank() == 0) {
     nlohmann::json report;
-    report["ditrun"] = {{"version", DITRUN_VERSION}, {"commit", DITRUN_GIT_COMMIT}};
+    report["ditrun"] = {{"version", DITRUN_VERSION}, {"commit", build_commit()}};
     report["started"] = started;
     report["finished"] = utc_timestamp();
     report["status"] = "ok";

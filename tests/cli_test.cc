@@ -111,6 +111,12 @@ TEST_F(Cli, VersionAndHelp) {
   Result v = run(ditrun() + " --version");
   EXPECT_EQ(v.code, 0);
   EXPECT_NE(v.out.find("ditrun 0."), std::string::npos) << v.out;
+  // The commit is the checkout's at build time (cmake/build_commit.cmake), not an older one from configure time.
+  Result head = run("git -C " DITRUN_GOLDEN_DIR " rev-parse --short=10 HEAD");
+  if (head.code == 0 && !head.out.empty()) {
+    const std::string commit = head.out.substr(0, head.out.find_first_of("\r\n"));
+    EXPECT_NE(v.out.find("(" + commit), std::string::npos) << v.out << " vs HEAD " << commit;
+  }
   Result h = run(ditrun() + " --help");
   EXPECT_EQ(h.code, 0);
   EXPECT_NE(h.out.find("run"), std::string::npos);
