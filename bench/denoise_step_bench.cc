@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <ctime>
 #include <cstdio>
 #include <fstream>
 #include <map>
@@ -45,6 +46,18 @@ StepRecording parse_mode(const std::string& name) {
   if (name == "forwards") return StepRecording::forwards;
   if (name == "whole_steps") return StepRecording::whole_steps;
   throw std::runtime_error("mode " + name + " (none, forwards or whole_steps)");
+}
+
+}  // namespace
+
+namespace {
+
+// The run's date (UTC), as the other benches' JSON carries it.
+std::string today() {
+  const std::time_t now = std::time(nullptr);
+  char text[16];
+  std::strftime(text, sizeof text, "%Y-%m-%d", std::gmtime(&now));
+  return text;
 }
 
 }  // namespace
@@ -154,7 +167,8 @@ int main(int argc, char** argv) {
   const nlohmann::json doc = {{"benchmark", "denoise_step"}, {"config", c.name},   {"size", size},
                               {"frames", frames},            {"tokens", tokens},   {"steps_per_round", steps},
                               {"rounds", rounds},            {"backend", be.name()}, {"modes", rows},
-                              {"device", backend_name == "cuda" ? comm::current_cuda_device_name() : "cpu"}};
+                              {"device", backend_name == "cuda" ? comm::current_cuda_device_name() : "cpu"},
+                              {"date", today()}};
   std::printf("%s\n", doc.dump().c_str());
   if (!json_path.empty()) std::ofstream(json_path) << doc.dump(2) << "\n";
   return 0;
