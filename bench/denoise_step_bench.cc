@@ -48,10 +48,6 @@ StepRecording parse_mode(const std::string& name) {
   throw std::runtime_error("mode " + name + " (none, forwards or whole_steps)");
 }
 
-}  // namespace
-
-namespace {
-
 // The run's date (UTC), as the other benches' JSON carries it.
 std::string today() {
   const std::time_t now = std::time(nullptr);
