@@ -14,8 +14,10 @@
 //                  both issued back to back, then softmax of S runs while P·V is still in the tensor cores.
 //                A named-barrier ping-pong makes the two warp groups take turns issuing their GEMMs, so one
 //                group's softmax overlaps the other's GEMMs.
+//                Each group stores its 64 rows of O: at the key tile of 128 through a shared-memory staging buffer
+//                and a TMA store, otherwise (no room next to the 176- and 192-key stages) straight from registers.
 // Shared memory layout (1024-byte aligned; every 64-column box is rows × 128 B with the TMA 128-byte swizzle, which
-// is the wgmma 128B-swizzle canonical layout): Q | K stages | V stages | mbarriers.
+// is the wgmma 128B-swizzle canonical layout): Q | K stages | V stages | O staging (tile 128) | mbarriers.
 #include "model/cuda/attention_sm90.h"
 
 #include <cuda.h>  // CUtensorMap and its enums only: the encoder comes from cudaGetDriverEntryPointByVersion
@@ -45,11 +47,14 @@ constexpr int kConsumerRegs = 240;
 // Named barriers (0 is __syncthreads).
 constexpr int kBarQueryEmpty = 1;     // consumers (256) arrive when Q's smem may be overwritten, producer warp syncs
 constexpr int kBarSchedule = 2;       // +0 / +1: whose turn it is to issue GEMMs (consumer WG 0 / 1), 256 each
+constexpr int kBarStore = 4;          // +0 / +1: consumer WG 0 / 1 (128 each) around its output staging buffer
 constexpr uint64_t kEvictFirst = 0x12F0000000000000ull;  // L2 cache hints (CUTLASS's CacheHintSm90 values)
 constexpr uint64_t kEvictLast = 0x14F0000000000000ull;
 
 struct Params {
   CUtensorMap tq, tk, tv;  // 2D views [rows, heads·128] of q, k, v; box 64 columns × (128 | kBlockN) rows
+  CUtensorMap to;          // the same view of out, box 64 columns × 64 rows (staged stores only)
+  int staged_store;        // out goes through shared memory and TMA stores (Layout::kStagedStore and out set)
   bf16* out;
   float* out_f32;
   float* lse;
@@ -95,6 +100,25 @@ __device__ __forceinline__ void tma_load_2d(uint32_t dst, const CUtensorMap* map
       "l"(reinterpret_cast<uint64_t>(map)), "r"(bar), "r"(c0), "r"(c1), "l"(cache_hint)
       : "memory");
 }
+__device__ __forceinline__ void tma_store_2d(const CUtensorMap* map, uint32_t src, int c0, int c1) {
+  asm volatile("cp.async.bulk.tensor.2d.global.shared::cta.bulk_group [%0, {%2, %3}], [%1];\n" ::"l"(
+                   reinterpret_cast<uint64_t>(map)),
+               "r"(src), "r"(c0), "r"(c1)
+               : "memory");
+}
+__device__ __forceinline__ void bulk_commit() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
+// Until the committed bulk stores have read their shared memory (it may be written again).
+__device__ __forceinline__ void bulk_wait_read() { asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory"); }
+// Until the committed bulk stores are complete (before the CTA's shared memory goes away).
+__device__ __forceinline__ void bulk_wait() { asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory"); }
+// Orders this thread's generic-proxy shared-memory writes before later async-proxy (TMA) reads of them.
+__device__ __forceinline__ void fence_proxy_async_smem() {
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+__device__ __forceinline__ void st_shared_u32(uint32_t addr, uint32_t v) {
+  asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(addr), "r"(v) : "memory");
+}
+
 __device__ __forceinline__ void tma_prefetch_descriptor(const CUtensorMap* map) {
   asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<uint64_t>(map)) : "memory");
 }
@@ -278,12 +302,21 @@ struct Layout {
   static constexpr uint32_t kQ = 0;
   static constexpr uint32_t kK = kQ + kQBytes;
   static constexpr uint32_t kV = kK + kStages * kKVBytes;
+  // Output staging, one 64-row half per consumer warp group (two 64-column boxes each), where it fits: the key
+  // tile of 128 (cross-attention), whose few key blocks per tile make the direct register → global stores 22% of
+  // the kernel (H100, 40 × 32760 × 512 keys: 0.661 ms, 0.516 without the stores).
+  static constexpr uint32_t kOHalf = 64 * 128;              // one 64-column box of a group's 64 rows
+  static constexpr uint32_t kOGroupBytes = 2 * kOHalf;
+  static constexpr bool kStagedStore =
+      kV + kStages * kKVBytes + 2 * kOGroupBytes + 8 * (1 + 4 * kStages) + 1024 <= 227 * 1024;
+  static constexpr uint32_t kO = kV + kStages * kKVBytes;
   // mbarriers: q_full, k_full[S], k_empty[S], v_full[S], v_empty[S]
-  static constexpr uint32_t kBarriers = kV + kStages * kKVBytes;
+  static constexpr uint32_t kBarriers = kO + (kStagedStore ? 2 * kOGroupBytes : 0);
   static constexpr uint32_t kBytes = kBarriers + 8 * (1 + 4 * kStages);
   static constexpr uint32_t kDynamicBytes = kBytes + 1024;  // slack to align the base to 1024
   static_assert(kKVHalf % 1024 == 0 && kQHalf % 1024 == 0, "swizzle atoms must stay 1024-byte aligned");
   static_assert(kBlockN % 16 == 0 && kBlockN <= 256, "wgmma N / TMA box limits");
+  static_assert(kDynamicBytes <= 227 * 1024, "more shared memory than an sm_90 CTA may have");
 };
 
 // S = Q·Kᵀ for this warp group's 64 rows: 8 k-steps of 16 over the head dim (4 inside each 64-column box).
@@ -367,7 +400,7 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __gri
   using L = Layout<kBlockN>;
   extern __shared__ __align__(1024) uint8_t smem_raw[];
   const uint32_t base = (smem_u32(smem_raw) + 1023u) & ~1023u;
-  const uint32_t s_q = base + L::kQ, s_k = base + L::kK, s_v = base + L::kV;
+  const uint32_t s_q = base + L::kQ, s_k = base + L::kK, s_v = base + L::kV, s_out = base + L::kO;
   const uint32_t bar_q_full = base + L::kBarriers;
   auto bar_k_full = [&](int s) { return bar_q_full + 8u * (1 + s); };
   auto bar_k_empty = [&](int s) { return bar_q_full + 8u * (1 + kStages + s); };
@@ -447,6 +480,8 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __gri
   const int warp_in_group = warp % 4;
   const int g = lane / 4, t = lane % 4;
   const uint32_t q_rows = s_q + cg * 64 * 128;  // this group's 64 rows inside each Q box
+  const bool store_issuer = warp_in_group == 0 && lane == 0;
+  if (L::kStagedStore && prm.staged_store && store_issuer) tma_prefetch_descriptor(&prm.to);
   const float scale_log2 = prm.scale_log2;
   const int valid_in_last = prm.keys - (n_blocks - 1) * kBlockN;  // 1 .. kBlockN
 
@@ -521,31 +556,61 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __gri
     // Epilogue: finish the row sums across the quad, normalise, store (rows past lq are skipped).
     const int64_t row0 = static_cast<int64_t>(m_block) * kBlockM + cg * 64 + warp_in_group * 16 + g;
     const int64_t token_stride = static_cast<int64_t>(prm.heads) * kHeadDim;
+    float inv[2];
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
       l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+      inv[r] = l[r] > 0.f ? 1.f / l[r] : 0.f;
+    }
+    if (L::kStagedStore && prm.staged_store) {
+      // bf16 O → this group's staging buffer in the TMA 128-byte-swizzle layout (16-byte chunk c of row r at
+      // chunk c ^ (r % 8)), then one thread stores both boxes; the TMA store skips rows past lq.
+      const uint32_t s_o = s_out + cg * L::kOGroupBytes;
+      if (store_issuer) bulk_wait_read();                 // the previous tile's store has read the buffer
+      named_sync(kBarStore + cg, 128);
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const uint32_t row = warp_in_group * 16 + g + 8 * r;
+#pragma unroll
+        for (int jj = 0; jj < 16; ++jj)
+          st_shared_u32(s_o + (jj >> 3) * L::kOHalf + row * 128 + (((jj & 7) ^ (row & 7)) << 4) + 4 * t,
+                        pack_bf16(o[4 * jj + 2 * r] * inv[r], o[4 * jj + 2 * r + 1] * inv[r]));
+      }
+      fence_proxy_async_smem();
+      named_sync(kBarStore + cg, 128);
+      if (store_issuer) {
+        const int row = m_block * kBlockM + cg * 64;
+        tma_store_2d(&prm.to, s_o, head * kHeadDim, row);
+        tma_store_2d(&prm.to, s_o + L::kOHalf, head * kHeadDim + 64, row);
+        bulk_commit();
+      }
+    }
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
       const int64_t row = row0 + 8 * r;
       if (row >= prm.lq) continue;
-      const float inv = l[r] > 0.f ? 1.f / l[r] : 0.f;
       const int64_t offset = row * token_stride + static_cast<int64_t>(head) * kHeadDim + 2 * t;
-      if (prm.out) {
+      if (prm.out && !(L::kStagedStore && prm.staged_store)) {
         bf16* dst = prm.out + offset;
 #pragma unroll
         for (int jj = 0; jj < 16; ++jj)
-          *reinterpret_cast<uint32_t*>(dst + 8 * jj) = pack_bf16(o[4 * jj + 2 * r] * inv, o[4 * jj + 2 * r + 1] * inv);
+          *reinterpret_cast<uint32_t*>(dst + 8 * jj) =
+              pack_bf16(o[4 * jj + 2 * r] * inv[r], o[4 * jj + 2 * r + 1] * inv[r]);
       }
       if (prm.out_f32) {
         float* dst = prm.out_f32 + offset;
 #pragma unroll
         for (int jj = 0; jj < 16; ++jj)
-          *reinterpret_cast<float2*>(dst + 8 * jj) = make_float2(o[4 * jj + 2 * r] * inv, o[4 * jj + 2 * r + 1] * inv);
+          *reinterpret_cast<float2*>(dst + 8 * jj) =
+              make_float2(o[4 * jj + 2 * r] * inv[r], o[4 * jj + 2 * r + 1] * inv[r]);
       }
       if (prm.lse && t == 0)
         prm.lse[static_cast<int64_t>(head) * prm.lq + row] =
             l[r] > 0.f ? m[r] * prm.scale + logf(l[r]) : -INFINITY;
     }
   }
+  if (L::kStagedStore && store_issuer) bulk_wait();  // shared memory must outlive the stores reading it
 }
 
 // No valid key: out = 0, lse = -inf (what the online softmax would give with l = 0).
@@ -601,6 +666,8 @@ void launch(Params& prm, const void* q, const void* k, const void* v, cudaStream
   prm.tq = make_map(q, prm.lq, prm.heads, kBlockM);
   prm.tk = make_map(k, prm.keys, prm.heads, kBlockN);
   prm.tv = make_map(v, prm.keys, prm.heads, kBlockN);
+  prm.staged_store = L::kStagedStore && prm.out != nullptr && reinterpret_cast<uintptr_t>(prm.out) % 16 == 0;
+  if (prm.staged_store) prm.to = make_map(prm.out, prm.lq, prm.heads, 64);
   prm.n_blocks = (prm.keys + kBlockN - 1) / kBlockN;
   int device = 0, sms = 0;
   DITRUN_CUDA_CHECK(cudaGetDevice(&device));

@@ -2,7 +2,8 @@
 //   (a) an fp32 reference computed on the GPU (one block per query row, scores in shared memory) at small shapes:
 //       lq / lk off the tile sizes, lk < 128, kv_valid < lk (the keys past kv_valid hold NaN, which must never be
 //       read), 1..40 heads, large logits, several tiles per CTA (persistent loop), every key tile (128/176/192),
-//       bf16 and f32 outputs; and that nothing past the last query row is written;
+//       bf16 and f32 outputs, the bf16 output staged through shared memory and TMA stores (key tile 128) or not
+//       (an unaligned out); and that nothing past the last query row is written;
 //   (b) the existing attention_bf16 kernel and the fp32 reference on sampled rows at the full-size shapes
 //       (40 heads × 32760 tokens, and cross-attention over 512 keys), plus a bitwise rerun (races).
 // Prints one line per case and exits non-zero if anything is off.
@@ -172,17 +173,19 @@ struct Case {
   float q_amp;  // q uniform in [-q_amp, q_amp); k, v in [-1, 1)
 };
 
-void run_small(const Case& c, int block_n, bool f32_out, uint64_t seed) {
+// out_shift: out starts this many bf16 past a 256-byte boundary (2: not 16-byte aligned, so no TMA store).
+void run_small(const Case& c, int block_n, bool f32_out, uint64_t seed, int out_shift = 0) {
   const int64_t ts = static_cast<int64_t>(c.heads) * 128;
   const int64_t keys = std::min(c.kv, c.lk);
   const float scale = c.scale > 0 ? c.scale : 1.f / std::sqrt(128.f);
   constexpr int64_t kGuardRows = 70;  // output rows past lq that must stay untouched
-  bf16 *q, *k, *v, *out;
+  bf16 *q, *k, *v, *out_base, *out;
   float *out_f32 = nullptr, *lse, *out_ref, *lse_ref;
   CHECK_CUDA(cudaMalloc(&q, c.lq * ts * sizeof(bf16)));
   CHECK_CUDA(cudaMalloc(&k, std::max<int64_t>(c.lk, 1) * ts * sizeof(bf16)));
   CHECK_CUDA(cudaMalloc(&v, std::max<int64_t>(c.lk, 1) * ts * sizeof(bf16)));
-  CHECK_CUDA(cudaMalloc(&out, (c.lq + kGuardRows) * ts * sizeof(bf16)));
+  CHECK_CUDA(cudaMalloc(&out_base, ((c.lq + kGuardRows) * ts + out_shift) * sizeof(bf16)));
+  out = out_base + out_shift;
   CHECK_CUDA(cudaMalloc(&lse, (c.heads * c.lq + kGuardRows) * sizeof(float)));
   if (f32_out) CHECK_CUDA(cudaMalloc(&out_f32, (c.lq + kGuardRows) * ts * sizeof(float)));
   CHECK_CUDA(cudaMalloc(&out_ref, c.lq * ts * sizeof(float)));
@@ -208,9 +211,9 @@ void run_small(const Case& c, int block_n, bool f32_out, uint64_t seed) {
     err = ex.what();
   }
   char name[160];
-  std::snprintf(name, sizeof(name), "lq %lld lk %lld kv %lld heads %d scale %.3g q_amp %.3g block_n %d%s",
+  std::snprintf(name, sizeof(name), "lq %lld lk %lld kv %lld heads %d scale %.3g q_amp %.3g block_n %d%s%s",
                 static_cast<long long>(c.lq), static_cast<long long>(c.lk), static_cast<long long>(c.kv), c.heads,
-                scale, c.q_amp, block_n, f32_out ? " f32" : "");
+                scale, c.q_amp, block_n, f32_out ? " f32" : "", out_shift ? " out unaligned" : "");
   if (!err.empty()) {
     std::printf("FAIL %s: threw %s\n", name, err.c_str());
     ++failures;
@@ -246,7 +249,7 @@ void run_small(const Case& c, int block_n, bool f32_out, uint64_t seed) {
     std::snprintf(extra, sizeof(extra), touched ? "WROTE %lld guard values" : "", static_cast<long long>(touched));
     report(name, e, 1e-2, touched == 0, extra);
   }
-  for (void* p : {static_cast<void*>(q), static_cast<void*>(k), static_cast<void*>(v), static_cast<void*>(out),
+  for (void* p : {static_cast<void*>(q), static_cast<void*>(k), static_cast<void*>(v), static_cast<void*>(out_base),
                   static_cast<void*>(lse), static_cast<void*>(out_f32), static_cast<void*>(out_ref),
                   static_cast<void*>(lse_ref)})
     if (p) CHECK_CUDA(cudaFree(p));
@@ -353,8 +356,13 @@ int main(int argc, char** argv) {
       {100, 64, 0, 3, 0, 1},        {129, 1, 1, 2, 0, 1},          {500, 1500, 1500, 4, 2.f, 4},
   };
   uint64_t seed = 100;
-  for (const Case& c : cases)
+  // At block_n 128 a bf16 out goes through shared memory and TMA stores: also with the f32 output beside it, and
+  // with an out that is not 16-byte aligned (stored from registers instead).
+  for (const Case& c : cases) {
     for (const int block_n : {128, 176, 192}) run_small(c, block_n, block_n == 176, seed += 3);
+    run_small(c, 128, true, seed += 3);
+    run_small(c, 128, false, seed += 3, 2);
+  }
   // The default key tile choice.
   run_small({2000, 512, 512, 40, 0, 1}, 0, false, seed += 3);
   run_small({700, 3000, 2990, 6, 0, 1}, 0, false, seed += 3);
