@@ -17,7 +17,8 @@
 //                Each group stores its 64 rows of O: at the key tile of 128 through a shared-memory staging buffer
 //                and a TMA store, otherwise (no room next to the 176- and 192-key stages) straight from registers.
 // Shared memory layout (1024-byte aligned; every 64-column box is rows × 128 B with the TMA 128-byte swizzle, which
-// is the wgmma 128B-swizzle canonical layout): Q | K stages | V stages | O staging (tile 128) | mbarriers.
+// is the wgmma 128B-swizzle canonical layout): Q (two buffers at tile 128) | K stages | V stages | O staging (tile
+// 128) | mbarriers.
 #include "model/cuda/attention_sm90.h"
 
 #include <cuda.h>  // CUtensorMap and its enums only: the encoder comes from cudaGetDriverEntryPointByVersion
@@ -45,7 +46,6 @@ constexpr int kConsumerThreads = 256;
 constexpr int kProducerRegs = 24;
 constexpr int kConsumerRegs = 240;
 // Named barriers (0 is __syncthreads).
-constexpr int kBarQueryEmpty = 1;     // consumers (256) arrive when Q's smem may be overwritten, producer warp syncs
 constexpr int kBarSchedule = 2;       // +0 / +1: whose turn it is to issue GEMMs (consumer WG 0 / 1), 256 each
 constexpr int kBarStore = 4;          // +0 / +1: consumer WG 0 / 1 (128 each) around its output staging buffer
 constexpr uint64_t kEvictFirst = 0x12F0000000000000ull;  // L2 cache hints (CUTLASS's CacheHintSm90 values)
@@ -299,20 +299,25 @@ struct Layout {
   static constexpr uint32_t kQBytes = 2 * kQHalf;
   static constexpr uint32_t kKVHalf = kBlockN * 128;        // one 64-column box of a K or V tile
   static constexpr uint32_t kKVBytes = 2 * kKVHalf;
-  static constexpr uint32_t kQ = 0;
-  static constexpr uint32_t kK = kQ + kQBytes;
-  static constexpr uint32_t kV = kK + kStages * kKVBytes;
+  // mbarriers: q_full[2], q_empty[2], k_full[S], k_empty[S], v_full[S], v_empty[S]
+  static constexpr uint32_t kBarrierBytes = 8 * (4 + 4 * kStages);
+  static constexpr uint32_t kKVStageBytes = 2 * kStages * kKVBytes;
   // Output staging, one 64-row half per consumer warp group (two 64-column boxes each), where it fits: the key
   // tile of 128 (cross-attention), whose few key blocks per tile make the direct register → global stores 22% of
   // the kernel (H100, 40 × 32760 × 512 keys: 0.661 ms, 0.516 without the stores).
   static constexpr uint32_t kOHalf = 64 * 128;              // one 64-column box of a group's 64 rows
   static constexpr uint32_t kOGroupBytes = 2 * kOHalf;
   static constexpr bool kStagedStore =
-      kV + kStages * kKVBytes + 2 * kOGroupBytes + 8 * (1 + 4 * kStages) + 1024 <= 227 * 1024;
+      kQBytes + kKVStageBytes + 2 * kOGroupBytes + kBarrierBytes + 1024 <= 227 * 1024;
+  static constexpr uint32_t kOBytes = kStagedStore ? 2 * kOGroupBytes : 0;
+  // A second Q buffer where that still fits (tile 128): the next tile's Q loads while this one computes.
+  static constexpr int kQBuffers = 2 * kQBytes + kKVStageBytes + kOBytes + kBarrierBytes + 1024 <= 227 * 1024 ? 2 : 1;
+  static constexpr uint32_t kQ = 0;
+  static constexpr uint32_t kK = kQ + kQBuffers * kQBytes;
+  static constexpr uint32_t kV = kK + kStages * kKVBytes;
   static constexpr uint32_t kO = kV + kStages * kKVBytes;
-  // mbarriers: q_full, k_full[S], k_empty[S], v_full[S], v_empty[S]
-  static constexpr uint32_t kBarriers = kO + (kStagedStore ? 2 * kOGroupBytes : 0);
-  static constexpr uint32_t kBytes = kBarriers + 8 * (1 + 4 * kStages);
+  static constexpr uint32_t kBarriers = kO + kOBytes;
+  static constexpr uint32_t kBytes = kBarriers + kBarrierBytes;
   static constexpr uint32_t kDynamicBytes = kBytes + 1024;  // slack to align the base to 1024
   static_assert(kKVHalf % 1024 == 0 && kQHalf % 1024 == 0, "swizzle atoms must stay 1024-byte aligned");
   static_assert(kBlockN % 16 == 0 && kBlockN <= 256, "wgmma N / TMA box limits");
@@ -401,18 +406,23 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __gri
   extern __shared__ __align__(1024) uint8_t smem_raw[];
   const uint32_t base = (smem_u32(smem_raw) + 1023u) & ~1023u;
   const uint32_t s_q = base + L::kQ, s_k = base + L::kK, s_v = base + L::kV, s_out = base + L::kO;
-  const uint32_t bar_q_full = base + L::kBarriers;
-  auto bar_k_full = [&](int s) { return bar_q_full + 8u * (1 + s); };
-  auto bar_k_empty = [&](int s) { return bar_q_full + 8u * (1 + kStages + s); };
-  auto bar_v_full = [&](int s) { return bar_q_full + 8u * (1 + 2 * kStages + s); };
-  auto bar_v_empty = [&](int s) { return bar_q_full + 8u * (1 + 3 * kStages + s); };
+  const uint32_t bars = base + L::kBarriers;
+  auto bar_q_full = [&](int b) { return bars + 8u * b; };
+  auto bar_q_empty = [&](int b) { return bars + 8u * (2 + b); };
+  auto bar_k_full = [&](int s) { return bars + 8u * (4 + s); };
+  auto bar_k_empty = [&](int s) { return bars + 8u * (4 + kStages + s); };
+  auto bar_v_full = [&](int s) { return bars + 8u * (4 + 2 * kStages + s); };
+  auto bar_v_empty = [&](int s) { return bars + 8u * (4 + 3 * kStages + s); };
 
   const int warp = __shfl_sync(0xffffffffu, static_cast<int>(threadIdx.x) / 32, 0);
   const int lane = threadIdx.x % 32;
   const int wg = warp / 4;
 
   if (threadIdx.x == 0) {
-    mbar_init(bar_q_full, 1);
+    for (int b = 0; b < 2; ++b) {
+      mbar_init(bar_q_full(b), 1);
+      mbar_init(bar_q_empty(b), kConsumerThreads);
+    }
     for (int s = 0; s < kStages; ++s) {
       mbar_init(bar_k_full(s), 1);
       mbar_init(bar_k_empty(s), kConsumerThreads);
@@ -451,16 +461,19 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __gri
       tma_load_2d(dst, &prm.tv, bar_v_full(s), col, n * kBlockN, kEvictLast);
       tma_load_2d(dst + L::kKVHalf, &prm.tv, bar_v_full(s), col + 64, n * kBlockN, kEvictLast);
     };
-    for (int tile = blockIdx.x; tile < prm.num_tiles; tile += gridDim.x) {
+    int local_tile = 0;
+    for (int tile = blockIdx.x; tile < prm.num_tiles; tile += gridDim.x, ++local_tile) {
       const int head = tile / prm.m_blocks, m_block = tile - head * prm.m_blocks;
       const int col = head * kHeadDim;
-      if (lane == 0) load_k(it, col, n_blocks - 1);
-      __syncwarp();
-      named_sync(kBarQueryEmpty, kConsumerThreads + 32);  // both consumer groups are done reading the last Q
       if (lane == 0) {
-        mbar_arrive_expect_tx(bar_q_full, L::kQBytes);
-        tma_load_2d(s_q, &prm.tq, bar_q_full, col, m_block * kBlockM, kEvictFirst);
-        tma_load_2d(s_q + L::kQHalf, &prm.tq, bar_q_full, col + 64, m_block * kBlockM, kEvictFirst);
+        load_k(it, col, n_blocks - 1);
+        // Q buffer qb's f-th fill waits for both consumer groups to be done with its (f-1)-th.
+        const int qb = local_tile % L::kQBuffers;
+        const uint32_t fill = local_tile / L::kQBuffers, dst = s_q + qb * L::kQBytes;
+        mbar_wait(bar_q_empty(qb), (fill & 1) ^ 1);
+        mbar_arrive_expect_tx(bar_q_full(qb), L::kQBytes);
+        tma_load_2d(dst, &prm.tq, bar_q_full(qb), col, m_block * kBlockM, kEvictFirst);
+        tma_load_2d(dst + L::kQHalf, &prm.tq, bar_q_full(qb), col + 64, m_block * kBlockM, kEvictFirst);
         // K runs one block ahead of V: consumer step j needs K of block j and V of block j-1.
         for (int j = 1; j < n_blocks; ++j) {
           load_k(it + j, col, n_blocks - 1 - j);
@@ -479,13 +492,11 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __gri
   const int cg = wg - 1;                    // consumer group: tile rows 64·cg .. 64·cg + 63
   const int warp_in_group = warp % 4;
   const int g = lane / 4, t = lane % 4;
-  const uint32_t q_rows = s_q + cg * 64 * 128;  // this group's 64 rows inside each Q box
   const bool store_issuer = warp_in_group == 0 && lane == 0;
   if (L::kStagedStore && prm.staged_store && store_issuer) tma_prefetch_descriptor(&prm.to);
   const float scale_log2 = prm.scale_log2;
   const int valid_in_last = prm.keys - (n_blocks - 1) * kBlockN;  // 1 .. kBlockN
 
-  named_arrive(kBarQueryEmpty, kConsumerThreads + 32);  // Q's buffer starts out free
   if (cg == 0) named_arrive(kBarSchedule + 0, kConsumerThreads);  // group 0 issues first
 
   float s[kBlockN / 2];
@@ -497,7 +508,9 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __gri
     const int head = tile / prm.m_blocks, m_block = tile - head * prm.m_blocks;
     float m[2], l[2], alpha[2];
 
-    mbar_wait(bar_q_full, local_tile & 1);
+    const int qb = local_tile % L::kQBuffers;
+    const uint32_t q_rows = s_q + qb * L::kQBytes + cg * 64 * 128;  // this group's 64 rows inside each Q box
+    mbar_wait(bar_q_full(qb), (local_tile / L::kQBuffers) & 1);
 
     // First (last-in-sequence, maybe partial) key block: S, mask, softmax; no P·V yet.
     {
@@ -507,7 +520,7 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __gri
       wgmma_wait<0>();
       fence_regs(s);
       mbar_arrive(bar_k_empty(sk));
-      if (n_blocks == 1) named_arrive(kBarQueryEmpty, kConsumerThreads + 32);
+      if (n_blocks == 1) mbar_arrive(bar_q_empty(qb));
       if (valid_in_last < kBlockN) {
 #pragma unroll
         for (int i = 0; i < kBlockN / 2; ++i)
@@ -531,7 +544,7 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __gri
       wgmma_wait<1>();  // S is ready; P·V may still run
       fence_regs(s);
       mbar_arrive(bar_k_empty(sk));
-      if (j == n_blocks - 1) named_arrive(kBarQueryEmpty, kConsumerThreads + 32);
+      if (j == n_blocks - 1) mbar_arrive(bar_q_empty(qb));
       softmax_step<kBlockN, false>(s, m, l, alpha, scale_log2);
       wgmma_wait<0>();  // P·V done: V's stage and the P registers are free, O may be rescaled
       fence_regs(o);
