@@ -14,8 +14,9 @@
 //                  both issued back to back, then softmax of S runs while P·V is still in the tensor cores.
 //                A named-barrier ping-pong makes the two warp groups take turns issuing their GEMMs, so one
 //                group's softmax overlaps the other's GEMMs.
-//                Each group stores its 64 rows of O: at the key tile of 128 through a shared-memory staging buffer
-//                and a TMA store, otherwise (no room next to the 176- and 192-key stages) straight from registers.
+//                Each group stores its 64 rows of O: at the key tile of 128 into a shared-memory staging buffer,
+//                from which WG0's warp 1 (the store warp) sends it on with TMA stores; otherwise (no room next to
+//                the 176- and 192-key stages) straight from registers.
 // Shared memory layout (1024-byte aligned; every 64-column box is rows × 128 B with the TMA 128-byte swizzle, which
 // is the wgmma 128B-swizzle canonical layout): Q (two buffers at tile 128) | K stages | V stages | O staging (tile
 // 128) | mbarriers.
@@ -47,7 +48,6 @@ constexpr int kProducerRegs = 24;
 constexpr int kConsumerRegs = 240;
 // Named barriers (0 is __syncthreads).
 constexpr int kBarSchedule = 2;       // +0 / +1: whose turn it is to issue GEMMs (consumer WG 0 / 1), 256 each
-constexpr int kBarStore = 4;          // +0 / +1: consumer WG 0 / 1 (128 each) around its output staging buffer
 constexpr uint64_t kEvictFirst = 0x12F0000000000000ull;  // L2 cache hints (CUTLASS's CacheHintSm90 values)
 constexpr uint64_t kEvictLast = 0x14F0000000000000ull;
 
@@ -107,8 +107,11 @@ __device__ __forceinline__ void tma_store_2d(const CUtensorMap* map, uint32_t sr
                : "memory");
 }
 __device__ __forceinline__ void bulk_commit() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
-// Until the committed bulk stores have read their shared memory (it may be written again).
-__device__ __forceinline__ void bulk_wait_read() { asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory"); }
+// Until all but the newest N committed bulk stores have read their shared memory (it may be written again).
+template <int N>
+__device__ __forceinline__ void bulk_wait_read() {
+  asm volatile("cp.async.bulk.wait_group.read %0;\n" ::"n"(N) : "memory");
+}
 // Until the committed bulk stores are complete (before the CTA's shared memory goes away).
 __device__ __forceinline__ void bulk_wait() { asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory"); }
 // Orders this thread's generic-proxy shared-memory writes before later async-proxy (TMA) reads of them.
@@ -299,8 +302,8 @@ struct Layout {
   static constexpr uint32_t kQBytes = 2 * kQHalf;
   static constexpr uint32_t kKVHalf = kBlockN * 128;        // one 64-column box of a K or V tile
   static constexpr uint32_t kKVBytes = 2 * kKVHalf;
-  // mbarriers: q_full[2], q_empty[2], k_full[S], k_empty[S], v_full[S], v_empty[S]
-  static constexpr uint32_t kBarrierBytes = 8 * (4 + 4 * kStages);
+  // mbarriers: q_full[2], q_empty[2], o_full[2], o_empty[2], k_full[S], k_empty[S], v_full[S], v_empty[S]
+  static constexpr uint32_t kBarrierBytes = 8 * (8 + 4 * kStages);
   static constexpr uint32_t kKVStageBytes = 2 * kStages * kKVBytes;
   // Output staging, one 64-row half per consumer warp group (two 64-column boxes each), where it fits: the key
   // tile of 128 (cross-attention), whose few key blocks per tile make the direct register → global stores 22% of
@@ -409,10 +412,12 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __gri
   const uint32_t bars = base + L::kBarriers;
   auto bar_q_full = [&](int b) { return bars + 8u * b; };
   auto bar_q_empty = [&](int b) { return bars + 8u * (2 + b); };
-  auto bar_k_full = [&](int s) { return bars + 8u * (4 + s); };
-  auto bar_k_empty = [&](int s) { return bars + 8u * (4 + kStages + s); };
-  auto bar_v_full = [&](int s) { return bars + 8u * (4 + 2 * kStages + s); };
-  auto bar_v_empty = [&](int s) { return bars + 8u * (4 + 3 * kStages + s); };
+  auto bar_o_full = [&](int cg) { return bars + 8u * (4 + cg); };   // a consumer group's O is in its buffer
+  auto bar_o_empty = [&](int cg) { return bars + 8u * (6 + cg); };  // its TMA store has read the buffer
+  auto bar_k_full = [&](int s) { return bars + 8u * (8 + s); };
+  auto bar_k_empty = [&](int s) { return bars + 8u * (8 + kStages + s); };
+  auto bar_v_full = [&](int s) { return bars + 8u * (8 + 2 * kStages + s); };
+  auto bar_v_empty = [&](int s) { return bars + 8u * (8 + 3 * kStages + s); };
 
   const int warp = __shfl_sync(0xffffffffu, static_cast<int>(threadIdx.x) / 32, 0);
   const int lane = threadIdx.x % 32;
@@ -422,6 +427,8 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __gri
     for (int b = 0; b < 2; ++b) {
       mbar_init(bar_q_full(b), 1);
       mbar_init(bar_q_empty(b), kConsumerThreads);
+      mbar_init(bar_o_full(b), kConsumerThreads / 2);
+      mbar_init(bar_o_empty(b), 1);
     }
     for (int s = 0; s < kStages; ++s) {
       mbar_init(bar_k_full(s), 1);
@@ -438,6 +445,31 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __gri
   if (wg == 0) {
     // ---------------- producer ----------------
     asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kProducerRegs));
+    if (warp == 1 && L::kStagedStore && prm.staged_store) {
+      // ---------------- output store warp ----------------
+      // Lane 0 takes each consumer group's finished O from its staging buffer to global memory with TMA stores,
+      // so the consumer groups never wait on a store.
+      if (lane != 0) return;
+      tma_prefetch_descriptor(&prm.to);
+      int local_tile = 0;
+      for (int tile = blockIdx.x; tile < prm.num_tiles; tile += gridDim.x, ++local_tile) {
+        const int head = tile / prm.m_blocks, m_block = tile - head * prm.m_blocks;
+        for (int cg = 0; cg < 2; ++cg) {
+          const uint32_t s_o = s_out + cg * L::kOGroupBytes;
+          mbar_wait(bar_o_full(cg), local_tile & 1);
+          const int row = m_block * kBlockM + cg * 64;
+          tma_store_2d(&prm.to, s_o, head * kHeadDim, row);
+          tma_store_2d(&prm.to, s_o + L::kOHalf, head * kHeadDim + 64, row);
+          bulk_commit();
+        }
+        bulk_wait_read<1>();  // group 0's store has read its buffer
+        mbar_arrive(bar_o_empty(0));
+        bulk_wait_read<0>();
+        mbar_arrive(bar_o_empty(1));
+      }
+      bulk_wait();  // shared memory must outlive the stores reading it
+      return;
+    }
     if (warp != 0) return;
     if (lane == 0) {
       tma_prefetch_descriptor(&prm.tq);
@@ -492,8 +524,6 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __gri
   const int cg = wg - 1;                    // consumer group: tile rows 64·cg .. 64·cg + 63
   const int warp_in_group = warp % 4;
   const int g = lane / 4, t = lane % 4;
-  const bool store_issuer = warp_in_group == 0 && lane == 0;
-  if (L::kStagedStore && prm.staged_store && store_issuer) tma_prefetch_descriptor(&prm.to);
   const float scale_log2 = prm.scale_log2;
   const int valid_in_last = prm.keys - (n_blocks - 1) * kBlockN;  // 1 .. kBlockN
 
@@ -578,10 +608,9 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __gri
     }
     if (L::kStagedStore && prm.staged_store) {
       // bf16 O → this group's staging buffer in the TMA 128-byte-swizzle layout (16-byte chunk c of row r at
-      // chunk c ^ (r % 8)), then one thread stores both boxes; the TMA store skips rows past lq.
+      // chunk c ^ (r % 8)); the store warp sends it on (the TMA store skips rows past lq).
       const uint32_t s_o = s_out + cg * L::kOGroupBytes;
-      if (store_issuer) bulk_wait_read();                 // the previous tile's store has read the buffer
-      named_sync(kBarStore + cg, 128);
+      mbar_wait(bar_o_empty(cg), (local_tile & 1) ^ 1);  // the previous tile's store has read the buffer
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
         const uint32_t row = warp_in_group * 16 + g + 8 * r;
@@ -590,14 +619,8 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __gri
           st_shared_u32(s_o + (jj >> 3) * L::kOHalf + row * 128 + (((jj & 7) ^ (row & 7)) << 4) + 4 * t,
                         pack_bf16(o[4 * jj + 2 * r] * inv[r], o[4 * jj + 2 * r + 1] * inv[r]));
       }
-      fence_proxy_async_smem();
-      named_sync(kBarStore + cg, 128);
-      if (store_issuer) {
-        const int row = m_block * kBlockM + cg * 64;
-        tma_store_2d(&prm.to, s_o, head * kHeadDim, row);
-        tma_store_2d(&prm.to, s_o + L::kOHalf, head * kHeadDim + 64, row);
-        bulk_commit();
-      }
+      fence_proxy_async_smem();  // the writes, then the arrival, before the store warp's TMA reads them
+      mbar_arrive(bar_o_full(cg));
     }
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
@@ -623,7 +646,6 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __gri
             l[r] > 0.f ? m[r] * prm.scale + logf(l[r]) : -INFINITY;
     }
   }
-  if (L::kStagedStore && store_issuer) bulk_wait();  // shared memory must outlive the stores reading it
 }
 
 // No valid key: out = 0, lse = -inf (what the online softmax would give with l = 0).
