@@ -12,8 +12,8 @@
 //                  S = Q·K[n]ᵀ          wgmma m64n{kBlockN}k16 ×8, A and B from shared memory (K-major, 128B swizzle)
 //                  O += P[n+1]·V[n+1]   wgmma m64n128k16 ×kBlockN/16, A = P from registers, B = V MN-major
 //                  both issued back to back, then softmax of S runs while P·V is still in the tensor cores.
-//                A named-barrier ping-pong makes the two warp groups take turns issuing their GEMMs, so one
-//                group's softmax overlaps the other's GEMMs.
+//                A named-barrier ping-pong makes the two warp groups take turns issuing their GEMMs (a tile's first
+//                Q·Kᵀ and last P·V included), so one group's softmax and epilogue overlap the other's GEMMs.
 //                Each group stores its 64 rows of O: at the key tile of 128 into a shared-memory staging buffer,
 //                from which WG0's warp 1 (the store warp) sends it on with TMA stores; otherwise (no room next to
 //                the 176- and 192-key stages) straight from registers.
@@ -546,7 +546,9 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __gri
     {
       const int sk = it % kStages;
       mbar_wait(bar_k_full(sk), (it / kStages) & 1);
+      named_sync(kBarSchedule + cg, kConsumerThreads);
       gemm_qk<kBlockN>(s, q_rows, s_k + sk * L::kKVBytes);
+      named_arrive(kBarSchedule + (1 - cg), kConsumerThreads);
       wgmma_wait<0>();
       fence_regs(s);
       mbar_arrive(bar_k_empty(sk));
@@ -588,7 +590,9 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __gri
       const uint32_t iv = it + n_blocks - 1;
       const int sv = iv % kStages;
       mbar_wait(bar_v_full(sv), (iv / kStages) & 1);
+      named_sync(kBarSchedule + cg, kConsumerThreads);
       gemm_pv<kBlockN>(o, p, s_v + sv * L::kKVBytes);
+      named_arrive(kBarSchedule + (1 - cg), kConsumerThreads);
       wgmma_wait<0>();
       fence_regs(o);
       fence_regs(p);
