@@ -4,10 +4,12 @@
 Layout [1, heads, L, 128] bf16, non-causal, default scale (1/sqrt(128)); random normal data; median of CUDA-event
 times after warm-up; FLOPs = 4·lq·lk·d·heads. Writes JSON.
     python3 bench/pytorch_attention.py [--iters 10] [--warmup 2] [--shapes all|NAME,...] [--json out.json]
+        [--cooldown-ms 1000]   (idle time before each timing, as attention_bench)
 """
 import argparse
 import json
 import statistics
+import time
 
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -41,6 +43,8 @@ def main():
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--shapes", default="all")
     ap.add_argument("--json")
+    ap.add_argument("--cooldown-ms", type=int, default=1000,
+                    help="idle time before each timing, so every kernel starts from the same clock and power state")
     args = ap.parse_args()
     wanted = None if args.shapes == "all" else set(args.shapes.split(","))
 
@@ -56,6 +60,7 @@ def main():
         for label, backend in BACKENDS:
             row = {"shape": name, "heads": heads, "lq": lq, "lk": lk, "head_dim": 128, "kernel": label}
             try:
+                time.sleep(args.cooldown_ms / 1000)
                 with sdpa_kernel([backend]):
                     fn = lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v)  # noqa: E731
                     median, best = time_ms(fn, args.warmup, args.iters)
