@@ -54,7 +54,8 @@ constexpr uint64_t kEvictLast = 0x14F0000000000000ull;
 struct Params {
   CUtensorMap tq, tk, tv;  // 2D views [rows, heads·128] of q, k, v; box 64 columns × (128 | kBlockN) rows
   CUtensorMap to;          // the same view of out, box 64 columns × 64 rows (staged stores only)
-  int staged_store;        // out goes through shared memory and TMA stores (Layout::kStagedStore and out set)
+  int staged_store;        // out goes through shared memory and TMA stores (Layout::kStagedStore, out set and
+                           // 16-byte aligned, as TMA needs)
   bf16* out;
   float* out_f32;
   float* lse;
@@ -441,11 +442,12 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __gri
   __syncthreads();
 
   const int n_blocks = prm.n_blocks;
+  const bool staged = L::kStagedStore && prm.staged_store;
 
   if (wg == 0) {
     // ---------------- producer ----------------
     asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kProducerRegs));
-    if (warp == 1 && L::kStagedStore && prm.staged_store) {
+    if (warp == 1 && staged) {
       // ---------------- output store warp ----------------
       // Lane 0 takes each consumer group's finished O from its staging buffer to global memory with TMA stores,
       // so the consumer groups never wait on a store.
@@ -610,7 +612,7 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __gri
       l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
       inv[r] = l[r] > 0.f ? 1.f / l[r] : 0.f;
     }
-    if (L::kStagedStore && prm.staged_store) {
+    if (staged) {
       // bf16 O → this group's staging buffer in the TMA 128-byte-swizzle layout (16-byte chunk c of row r at
       // chunk c ^ (r % 8)); the store warp sends it on (the TMA store skips rows past lq).
       const uint32_t s_o = s_out + cg * L::kOGroupBytes;
@@ -631,7 +633,7 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __gri
       const int64_t row = row0 + 8 * r;
       if (row >= prm.lq) continue;
       const int64_t offset = row * token_stride + static_cast<int64_t>(head) * kHeadDim + 2 * t;
-      if (prm.out && !(L::kStagedStore && prm.staged_store)) {
+      if (prm.out && !staged) {
         bf16* dst = prm.out + offset;
 #pragma unroll
         for (int jj = 0; jj < 16; ++jj)
