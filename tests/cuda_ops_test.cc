@@ -426,6 +426,69 @@ TEST_F(CudaOps, AddGatedAndAdd) {
   EXPECT_THROW(gpu_->add(xb, y), std::invalid_argument);
 }
 
+// The residual step fused with the norm that reads it (DiT::finish_block): x and out bit for bit those of add_gated
+// (or add) followed by layer_norm (affine or not) or layer_norm_modulate on the GPU, and near the CPU composition.
+// Widths with 16-byte packs held in registers (1536), without packs (130), longer than the register cache
+// (12,288); a y starting 2 bytes past a pack boundary (the two-kernel path).
+TEST_F(CudaOps, AddLayerNorm) {
+  enum class Norm { plain, affine, modulate };
+  for (int64_t rows : {int64_t{1}, int64_t{7}, int64_t{129}})
+    for (int64_t d : {int64_t{48}, int64_t{130}, int64_t{1536}, int64_t{12288}})
+      for (DType yt : {DType::f32, DType::bf16})
+        for (bool gated : {false, true})
+          for (Norm norm : {Norm::plain, Norm::affine, Norm::modulate})
+            for (bool shifted_y : {false, true}) {
+              if (shifted_y && (yt != DType::bf16 || d != 1536)) continue;
+              const auto xs = random(rows * d, rows * 7 + d, 1.f, 3.f), ys = random(rows * d + 1, d + 8, -2.f, 2.f);
+              const auto gs = random(d, 9, -1.f, 1.f), ws = random(d, 10, 0.5f, 1.5f), bs = random(d, 11, -.5f, .5f);
+              Tensor gg = gpu(gs, {d}, DType::f32), gw = gpu(ws, {d}, DType::f32), gb = gpu(bs, {d}, DType::f32);
+              Tensor cg = cpu(gs, {d}), cw = cpu(ws, {d}), cb = cpu(bs, {d});
+              const bool affine = norm == Norm::affine, modulate = norm == Norm::modulate;
+              const std::string what = label("add_layer_norm rows d", {rows, d}, yt, DType::bf16) +
+                                       (gated ? " gated" : "") + (affine ? " affine" : "") +
+                                       (modulate ? " modulated" : "") + (shifted_y ? " y shifted" : "");
+              Tensor gy_all = gpu(ys, {rows * d + 1}, yt);
+              Tensor gy = gy_all.slice(shifted_y ? 1 : 0, rows * d + (shifted_y ? 1 : 0)).view({rows, d});
+              Tensor fused_x = gpu(xs, {rows, d}, DType::f32), fused_out = gpu_->allocate({rows, d}, DType::bf16);
+              gpu_->add_layer_norm(fused_x, gy, gated ? &gg : nullptr, fused_out, affine ? &gw : nullptr,
+                                   affine ? &gb : nullptr, modulate ? &gb : nullptr, modulate ? &gw : nullptr,
+                                   1e-6f);
+              Tensor two_x = gpu(xs, {rows, d}, DType::f32), two_out = gpu_->allocate({rows, d}, DType::bf16);
+              if (gated)
+                gpu_->add_gated(two_x, gy, gg);
+              else
+                gpu_->add(two_x, gy);
+              if (modulate)
+                gpu_->layer_norm_modulate(two_out, two_x, gb, gw, 1e-6f);
+              else
+                gpu_->layer_norm(two_out, two_x, affine ? &gw : nullptr, affine ? &gb : nullptr, 1e-6f);
+              const auto fx = fetch(*gpu_, fused_x), tx = fetch(*gpu_, two_x);
+              const auto fo = fetch(*gpu_, fused_out), to = fetch(*gpu_, two_out);
+              EXPECT_EQ(std::memcmp(fx.data(), tx.data(), fx.size() * sizeof(float)), 0) << what << ": x not bitwise";
+              EXPECT_EQ(std::memcmp(fo.data(), to.data(), fo.size() * sizeof(float)), 0) << what << ": out not bitwise";
+
+              const std::vector<float> y_used(ys.begin() + (shifted_y ? 1 : 0),
+                                              ys.begin() + (shifted_y ? 1 : 0) + rows * d);
+              Tensor cx = cpu(xs, {rows, d}), cy = cpu(y_used, {rows, d}, yt), co = cpu_.allocate({rows, d}, DType::f32);
+              cpu_.add_layer_norm(cx, cy, gated ? &cg : nullptr, co, affine ? &cw : nullptr, affine ? &cb : nullptr,
+                                  modulate ? &cb : nullptr, modulate ? &cw : nullptr, 1e-6f);
+              EXPECT_LE(relative_l2(fx, fetch(cpu_, cx)), kF32Elementwise) << what;
+              EXPECT_LE(relative_l2(fo, fetch(cpu_, co)), kBf16Out) << what;
+            }
+  Tensor x = gpu_->allocate({2, 8}, DType::f32), y = gpu_->allocate({2, 8}, DType::bf16);
+  Tensor out = gpu_->allocate({2, 8}, DType::bf16), v8 = gpu_->allocate({8}, DType::f32);
+  Tensor v16 = gpu_->allocate({16}, DType::f32), xb = gpu_->allocate({2, 8}, DType::bf16);
+  EXPECT_THROW(gpu_->add_layer_norm(x, y, &v16, out, nullptr, nullptr, nullptr, nullptr, 1e-6f),
+               std::invalid_argument);
+  EXPECT_THROW(gpu_->add_layer_norm(x, y, nullptr, out, &v8, nullptr, &v8, &v8, 1e-6f), std::invalid_argument);
+  EXPECT_THROW(gpu_->add_layer_norm(x, y, nullptr, out, nullptr, nullptr, &v8, nullptr, 1e-6f),
+               std::invalid_argument);
+  EXPECT_THROW(gpu_->add_layer_norm(xb, y, nullptr, out, nullptr, nullptr, nullptr, nullptr, 1e-6f),
+               std::invalid_argument);
+  EXPECT_THROW(gpu_->add_layer_norm(x, y, nullptr, x, nullptr, nullptr, nullptr, nullptr, 1e-6f),
+               std::invalid_argument);
+}
+
 TEST_F(CudaOps, Silu) {
   const int64_t n = 1001;
   const auto xs = random(n, 41, -8.f, 8.f);

@@ -203,6 +203,55 @@ TEST(CpuBackend, RmsNormRopeIsRmsNormThenRope) {
   }
 }
 
+// The residual step and its norm (DiT::finish_block): gate or none, then the affine or the modulated norm of the
+// updated stream, checked against the formula in double; the argument combinations that make no sense throw.
+TEST(CpuBackend, AddLayerNormIsTheResidualStepThenTheNorm) {
+  CpuBackend be;
+  const int64_t rows = 3, d = 10;
+  const float eps = 1e-6f;
+  std::vector<float> xh(rows * d), yh(rows * d), gh(d), wh(d), bh(d);
+  for (size_t i = 0; i < xh.size(); ++i) {
+    xh[i] = 2.f + philox_normal(4, 1, i);
+    yh[i] = philox_normal(4, 2, i);
+  }
+  for (int64_t i = 0; i < d; ++i) {
+    gh[i] = philox_normal(4, 3, i);
+    wh[i] = 1.f + 0.25f * philox_normal(4, 4, i);
+    bh[i] = 0.5f * philox_normal(4, 5, i);
+  }
+  auto make = [&](const std::vector<float>& v, const Shape& shape) {
+    Tensor t = be.allocate(shape, DType::f32);
+    be.upload(t, v.data());
+    return t;
+  };
+  const Tensor y = make(yh, {rows, d}), g = make(gh, {d}), w = make(wh, {d}), b = make(bh, {d});
+  for (const bool gated : {false, true})
+    for (const bool modulate : {false, true}) {
+      Tensor x = make(xh, {rows, d}), out = be.allocate({rows, d}, DType::f32);
+      // Modulated: shift b, scale w; affine: weight w, bias b.
+      be.add_layer_norm(x, y, gated ? &g : nullptr, out, modulate ? nullptr : &w, modulate ? nullptr : &b,
+                        modulate ? &b : nullptr, modulate ? &w : nullptr, eps);
+      for (int64_t r = 0; r < rows; ++r) {
+        std::vector<double> sum(d);
+        double mean = 0, var = 0;
+        for (int64_t i = 0; i < d; ++i) {
+          sum[i] = double{xh[r * d + i]} + double{yh[r * d + i]} * (gated ? gh[i] : 1.0);
+          mean += sum[i] / d;
+        }
+        for (int64_t i = 0; i < d; ++i) var += (sum[i] - mean) * (sum[i] - mean) / d;
+        for (int64_t i = 0; i < d; ++i) {
+          const double n = (sum[i] - mean) / std::sqrt(var + eps);
+          const double want = modulate ? n * (1.0 + wh[i]) + bh[i] : n * wh[i] + bh[i];
+          EXPECT_NEAR(x.ptr<float>()[r * d + i], sum[i], 1e-5) << gated << modulate << " " << r << " " << i;
+          EXPECT_NEAR(out.ptr<float>()[r * d + i], want, 1e-4) << gated << modulate << " " << r << " " << i;
+        }
+      }
+    }
+  Tensor x = make(xh, {rows, d}), out = be.allocate({rows, d}, DType::f32);
+  EXPECT_THROW(be.add_layer_norm(x, y, nullptr, out, &w, nullptr, &b, &w, eps), std::invalid_argument);
+  EXPECT_THROW(be.add_layer_norm(x, y, nullptr, out, nullptr, nullptr, &b, nullptr, eps), std::invalid_argument);
+}
+
 TEST(CpuBackend, PatchifyIsTheConvolutionLayoutAndUnpatchifyTheHeadLayout) {
   CpuBackend be;
   const int64_t c = 16, f = 2, hh = 4, ww = 6;

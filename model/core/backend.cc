@@ -55,6 +55,20 @@ void Backend::causal_conv3d(Tensor& out, const Tensor* history, const Tensor& x,
   if (residual) add(out, *residual);
 }
 
+void Backend::add_layer_norm(Tensor& x, const Tensor& y, const Tensor* gate, Tensor& out, const Tensor* weight,
+                             const Tensor* bias, const Tensor* shift, const Tensor* scale, float eps) {
+  if ((shift == nullptr) != (scale == nullptr) || (shift && (weight || bias)))
+    throw std::invalid_argument("add_layer_norm: give shift with scale, and not with weight or bias");
+  if (gate)
+    add_gated(x, y, *gate);
+  else
+    add(x, y);
+  if (shift)
+    layer_norm_modulate(out, x, *shift, *scale, eps);
+  else
+    layer_norm(out, x, weight, bias, eps);
+}
+
 int Backend::time_mark(bool /*on_comm_stream*/) {
   host_marks_.push_back(std::chrono::steady_clock::now());
   return static_cast<int>(host_marks_.size() - 1);

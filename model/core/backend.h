@@ -81,6 +81,11 @@ class Backend {
   virtual void add_gated(Tensor& x, const Tensor& y, const Tensor& gate) = 0;
   // x += y (x f32).
   virtual void add(Tensor& x, const Tensor& y) = 0;
+  // A residual step and the norm that reads it (spec §1.4 steps 2-4): x += y·gate (gate null: x += y), then out =
+  // the layer norm of the new x, with weight/bias as layer_norm or with shift/scale as layer_norm_modulate (not
+  // both; all optional f32 [D]). Equals those two calls; CUDA does both in one pass over x, the same bits.
+  virtual void add_layer_norm(Tensor& x, const Tensor& y, const Tensor* gate, Tensor& out, const Tensor* weight,
+                              const Tensor* bias, const Tensor* shift, const Tensor* scale, float eps);
   // out = x·sigmoid(x).
   virtual void silu(Tensor& out, const Tensor& x) = 0;
   // out = Σ coeffs[i]·inputs[i] (all f32, same element count; out may alias an input): the sampler updates.

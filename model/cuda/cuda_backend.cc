@@ -383,6 +383,25 @@ void CudaBackend::add(Tensor& x, const Tensor& y) {
   cuda::add_gated(x.ptr<float>(), y.data(), y.dtype(), nullptr, 1, x.numel(), stream_);
 }
 
+void CudaBackend::add_layer_norm(Tensor& x, const Tensor& y, const Tensor* gate, Tensor& out, const Tensor* weight,
+                                 const Tensor* bias, const Tensor* shift, const Tensor* scale, float eps) {
+  require_device("add_layer_norm", {&x, &y, gate, &out, weight, bias, shift, scale});
+  require_dtype(x, {DType::f32}, "add_layer_norm", "x");
+  require_same_numel(x, y, "add_layer_norm");
+  require_same_numel(out, x, "add_layer_norm");
+  if (out.data() == x.data() || out.data() == y.data()) invalid("add_layer_norm", "out aliases x or y");
+  if ((shift == nullptr) != (scale == nullptr) || (shift && (weight || bias)))
+    invalid("add_layer_norm", "give shift with scale, and not with weight or bias");
+  const int64_t d = x.dim(-1);
+  const std::pair<const Tensor*, const char*> vectors[] = {
+      {gate, "gate"}, {weight, "weight"}, {bias, "bias"}, {shift, "shift"}, {scale, "scale"}};
+  for (const auto& [v, name] : vectors)
+    if (v) require_vector(*v, d, "add_layer_norm", name);
+  auto ptr = [](const Tensor* t) { return t ? t->ptr<float>() : nullptr; };
+  cuda::add_layer_norm(x.ptr<float>(), y.data(), y.dtype(), ptr(gate), out.data(), out.dtype(), x.rows(), d,
+                       ptr(weight), ptr(bias), ptr(shift), ptr(scale), eps, stream_);
+}
+
 void CudaBackend::silu(Tensor& out, const Tensor& x) {
   require_device("silu", {&out, &x});
   require_same_numel(out, x, "silu");

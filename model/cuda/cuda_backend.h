@@ -62,6 +62,8 @@ class CudaBackend final : public Backend {
   void rms_norm_rope(Tensor& x, const Tensor& weight, float eps, const Tensor& cos, const Tensor& sin) override;
   void add_gated(Tensor& x, const Tensor& y, const Tensor& gate) override;
   void add(Tensor& x, const Tensor& y) override;
+  void add_layer_norm(Tensor& x, const Tensor& y, const Tensor* gate, Tensor& out, const Tensor* weight,
+                      const Tensor* bias, const Tensor* shift, const Tensor* scale, float eps) override;
   void silu(Tensor& out, const Tensor& x) override;
   void lincomb(Tensor& out, std::span<const float> coeffs, std::span<const Tensor* const> inputs) override;
   void attention(Tensor& out, Tensor* lse, const Tensor& q, const Tensor& k, const Tensor& v, int64_t kv_valid,

@@ -8,6 +8,7 @@
 #include <climits>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "comm/cuda_check.h"
 #include "model/cuda/kernel_util.cuh"
@@ -73,7 +74,15 @@ struct NormArgs {
   int64_t rope_rows = 0;
   int64_t head_dim = 0;
   bool pack_in_head = false;
+  // layer with a residual step first (add_layer_norm): x (f32) += residual·gate (gate null: 1), stored back.
+  const void* residual = nullptr;
+  const float* gate = nullptr;
 };
+
+// x + y·gate as add_gated_kernel and the fused add + norm both compute it (one explicit rounding: the same bits).
+__device__ __forceinline__ float gated_sum(float x, float y, const float* gate, int64_t c) {
+  return __fmaf_rn(y, gate ? gate[c] : 1.f, x);
+}
 
 // Pair (x0, x1) rotated by the angle with cosine c and sine s. Explicit roundings (no contraction left to the
 // compiler) so the rope kernel and the fused norm + rope kernel give the same bits.
@@ -140,9 +149,12 @@ __device__ __forceinline__ void for_my_packs(int64_t packs, F&& f) {
 // once and held in registers; longer rows are re-read from L1/L2, so any length works. Each thread writes only
 // the packs it read, after every read of the row (block_sum barriers): out == x (in place) is safe. rms_rope is
 // the rms kernel with RoPE applied to each pack before its one write: the same sums in the same order, so the
-// same bits as rms then rope.
-template <Norm kNorm, typename Tin, typename Tout, int N, int kCache>
+// same bits as rms then rope. Tres (not void, layer only) first adds the residual of that type into x and stores the
+// sum (each thread its own packs, before any read of them by a later pass).
+template <Norm kNorm, typename Tin, typename Tout, int N, int kCache, typename Tres = void>
 __global__ void norm_kernel(NormArgs a) {
+  static_assert(std::is_void_v<Tres> || (kNorm == Norm::layer && std::is_same_v<Tin, float>),
+                "the residual step is for the layer norm of the fp32 stream");
   const int64_t row = blockIdx.x;
   const auto* x = reinterpret_cast<const Pack<Tin, N>*>(static_cast<const Tin*>(a.x) + row * a.d);
   auto* out = reinterpret_cast<Pack<Tout, N>*>(static_cast<Tout*>(a.out) + row * a.d);
@@ -158,7 +170,14 @@ __global__ void norm_kernel(NormArgs a) {
 
   float s = 0.f;
   for_my_packs<kCache>(packs, [&](int it, int64_t i) {
-    const Pack<Tin, N> p = x[i];
+    Pack<Tin, N> p = x[i];
+    if constexpr (!std::is_void_v<Tres>) {
+      const Pack<Tres, N> r =
+          reinterpret_cast<const Pack<Tres, N>*>(static_cast<const Tres*>(a.residual) + row * a.d)[i];
+#pragma unroll
+      for (int j = 0; j < N; ++j) p.v[j] = gated_sum(p.v[j], to_float(r.v[j]), a.gate, i * N + j);
+      const_cast<Pack<Tin, N>*>(x)[i] = p;
+    }
     if constexpr (kCache > 0) cache[it] = p;
 #pragma unroll
     for (int j = 0; j < N; ++j) {
@@ -238,21 +257,22 @@ NormLayout norm_layout(const NormArgs& a) {
   return l;
 }
 
-// Launches norm_kernel<kNorm, Tin, Tout> with the layout of norm_layout (rms_rope only in the vector layout).
-template <Norm kNorm, typename Tin, typename Tout>
+// Launches norm_kernel<kNorm, Tin, Tout, ·, ·, Tres> with the layout of norm_layout (rms_rope only in the vector
+// layout).
+template <Norm kNorm, typename Tin, typename Tout, typename Tres = void>
 void launch_norm_kernel(const NormArgs& a, const NormLayout& l, int64_t rows, cudaStream_t stream) {
   constexpr int kVec = 16 / sizeof(Tin);
   const auto grid = static_cast<unsigned>(rows);
   if (l.vec && l.cached)
-    norm_kernel<kNorm, Tin, Tout, kVec, kNormCache><<<grid, l.threads, 0, stream>>>(a);
+    norm_kernel<kNorm, Tin, Tout, kVec, kNormCache, Tres><<<grid, l.threads, 0, stream>>>(a);
   else if (l.vec)
-    norm_kernel<kNorm, Tin, Tout, kVec, 0><<<grid, l.threads, 0, stream>>>(a);
+    norm_kernel<kNorm, Tin, Tout, kVec, 0, Tres><<<grid, l.threads, 0, stream>>>(a);
   else if constexpr (kNorm == Norm::rms_rope)
     throw std::logic_error("cuda rms_norm_rope: the fused kernel needs 16-byte packs");
   else if (l.cached)
-    norm_kernel<kNorm, Tin, Tout, 1, kNormCache><<<grid, l.threads, 0, stream>>>(a);
+    norm_kernel<kNorm, Tin, Tout, 1, kNormCache, Tres><<<grid, l.threads, 0, stream>>>(a);
   else
-    norm_kernel<kNorm, Tin, Tout, 1, 0><<<grid, l.threads, 0, stream>>>(a);
+    norm_kernel<kNorm, Tin, Tout, 1, 0, Tres><<<grid, l.threads, 0, stream>>>(a);
   check_launch();
 }
 
@@ -326,7 +346,7 @@ __global__ void add_gated_kernel(float* x, const T* y, const float* gate, int64_
     const Pack<T, N> b = yp[i];
     const int64_t c = (i * N) % d;
 #pragma unroll
-    for (int j = 0; j < N; ++j) a.v[j] += to_float(b.v[j]) * (gate ? gate[c + j] : 1.f);
+    for (int j = 0; j < N; ++j) a.v[j] = gated_sum(a.v[j], to_float(b.v[j]), gate, c + j);
     xp[i] = a;
   }
 }
@@ -527,6 +547,33 @@ void add_gated(float* x, const void* y, DType y_dtype, const float* gate, int64_
       add_gated_kernel<T, 1><<<blocks_for(n), kThreads, 0, stream>>>(x, static_cast<const T*>(y), gate, d, n);
   });
   check_launch();
+}
+
+void add_layer_norm(float* x, const void* y, DType y_dtype, const float* gate, void* out, DType out_dtype,
+                    int64_t rows, int64_t d, const float* weight, const float* bias, const float* shift,
+                    const float* scale, float eps, cudaStream_t stream) {
+  if ((shift == nullptr) != (scale == nullptr))
+    throw std::invalid_argument("cuda add_layer_norm: shift and scale go together");
+  if (rows == 0 || d == 0) return;
+  if (rows > INT_MAX) throw std::invalid_argument("cuda add_layer_norm: too many rows");
+  NormArgs a{out, x, d, weight, bias, shift, scale, eps};
+  with_type(y_dtype, "add_layer_norm", [&](auto yv) {
+    with_type(out_dtype, "add_layer_norm", [&](auto ov) {
+      using Ty = decltype(yv);
+      using Tout = decltype(ov);
+      // The layout layer_norm itself would take (same sums, same bits); its packs of x must be packs of y too.
+      const NormLayout layout = norm_layout<float, Tout>(a);
+      if (!layout.vec || aligned(y, alignof(Pack<Ty, 16 / sizeof(float)>))) {
+        NormArgs fused = a;
+        fused.residual = y;
+        fused.gate = gate;
+        launch_norm_kernel<Norm::layer, float, Tout, Ty>(fused, layout, rows, stream);
+      } else {
+        add_gated(x, y, y_dtype, gate, rows, d, stream);
+        launch_norm_kernel<Norm::layer, float, Tout>(a, layout, rows, stream);
+      }
+    });
+  });
 }
 
 void silu(void* out, DType out_dtype, const void* x, DType x_dtype, int64_t n, cudaStream_t stream) {

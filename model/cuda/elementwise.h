@@ -40,6 +40,13 @@ void rms_norm_rope(void* x, DType dtype, int64_t rows, int64_t heads, int64_t he
 void add_gated(float* x, const void* y, DType y_dtype, const float* gate, int64_t rows, int64_t d,
                cudaStream_t stream);
 
+// x[rows, d] += y·gate (gate null: 1), then out = layer_norm of the new x as above (weight/bias or shift/scale):
+// one kernel reading x once (one block per row) where add_gated and layer_norm would pass over it twice; the
+// same bits as the two (a y without 16-byte-pack alignment runs the two).
+void add_layer_norm(float* x, const void* y, DType y_dtype, const float* gate, void* out, DType out_dtype,
+                    int64_t rows, int64_t d, const float* weight, const float* bias, const float* shift,
+                    const float* scale, float eps, cudaStream_t stream);
+
 // out[i] = mean + std_dev·philox_normal(seed, stream_id, i), rounded once to out_dtype (model/core/philox.h).
 void fill_normal(void* out, DType out_dtype, int64_t n, uint64_t seed, uint64_t stream_id, float mean, float std_dev,
                  cudaStream_t stream);

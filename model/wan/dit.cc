@@ -276,14 +276,14 @@ void DiT::finish_block(int index, Tensor& h, const Tensor& m, const Tensor& self
   const float eps = static_cast<float>(c.eps);
   const float attn_scale = 1.f / std::sqrt(static_cast<float>(hd));
 
-  // Self-attention output projection, gated residual (spec §1.4 step 2).
+  // Self-attention output projection, gated residual (spec §1.4 step 2), fused with step 3's affine LayerNorm.
   Tensor y = be.scratch({rows, d}, cd);
   be.linear(y, self_attention.view({rows, d}), b.o.w, &b.o.b, Epilogue::none);
-  be.add_gated(h, y, row(m, 2));
-
-  // 3. Cross-attention on the affine LayerNorm, no gate; K/V come from the context cache.
+  const Tensor attention_gate = row(m, 2);
   Tensor cn = be.scratch({rows, d}, cd);
-  be.layer_norm(cn, h, &b.cross_norm_w, &b.cross_norm_b, eps);
+  be.add_layer_norm(h, y, &attention_gate, cn, &b.cross_norm_w, &b.cross_norm_b, nullptr, nullptr, eps);
+
+  // 3. Cross-attention on that norm, no gate; K/V come from the context cache.
   Tensor q = be.scratch({rows, heads, hd}, cd);
   Tensor q2 = q.view({rows, d});
   be.linear(q2, cn, b.cross_q.w, &b.cross_q.b, Epilogue::none);
@@ -291,11 +291,12 @@ void DiT::finish_block(int index, Tensor& h, const Tensor& m, const Tensor& self
   Tensor attn = be.scratch({rows, heads, hd}, cd);
   be.attention(attn, nullptr, q, context.k[index], context.v[index], c.text_len, attn_scale);
   be.linear(y, attn.view({rows, d}), b.cross_o.w, &b.cross_o.b, Epilogue::none);
-  be.add(h, y);
 
-  // 4. FFN on the modulated norm: GELU-tanh in the first GEMM's epilogue, gated residual.
+  // 4. FFN on the modulated norm of the stream after the cross-attention residual (one fused pass): GELU-tanh in
+  // the first GEMM's epilogue, gated residual.
+  const Tensor ffn_shift = row(m, 3), ffn_scale = row(m, 4);
   Tensor a = be.scratch({rows, d}, cd);
-  be.layer_norm_modulate(a, h, row(m, 3), row(m, 4), eps);
+  be.add_layer_norm(h, y, nullptr, a, nullptr, nullptr, &ffn_shift, &ffn_scale, eps);
   Tensor z = be.scratch({rows, c.ffn_dim}, cd);
   be.linear(z, a, b.ffn_in.w, &b.ffn_in.b, Epilogue::gelu_tanh);
   be.linear(y, z, b.ffn_out.w, &b.ffn_out.b, Epilogue::none);
