@@ -196,15 +196,24 @@ void DiT::forward_prepared(Tensor& v, const Tensor& x, const PreparedForward& pr
   be.copy(h, embedded);
 
   const TimeEmbedding time = time_embedding_of_input();
+  // Each block but the last leaves the next one's modulated norm here (finish_block's last residual step fused
+  // with it); block 0 makes its own.
+  Tensor normed = be.scratch({rows, d}, cd);
   for (int i = 0; i < c.layers; ++i) {
     if (observer_) observer_(i, h);
     Arena::Scope block_scope(be.arena());
     const Tensor m = block_modulation(i, time);
-    const AttentionInputs in = attention_inputs(i, h, m, prepared.rope_cos, prepared.rope_sin);
+    const AttentionInputs in =
+        attention_inputs(i, h, m, prepared.rope_cos, prepared.rope_sin, i > 0 ? &normed : nullptr);
     Tensor attn = be.scratch({rows, c.heads, c.head_dim()}, cd);
     if (sp) sp->attention(be, in.q, in.k, in.v, attn, attn_scale);
     else be.attention(attn, nullptr, in.q, in.k, in.v, rows, attn_scale);
-    finish_block(i, h, m, attn, context);
+    if (i + 1 < c.layers) {
+      const Tensor next_m = block_modulation(i + 1, time);
+      finish_block(i, h, m, attn, context, &next_m, &normed);
+    } else {
+      finish_block(i, h, m, attn, context);
+    }
   }
   if (observer_) observer_(c.layers, h);
   head(v, h, time);
@@ -240,7 +249,7 @@ void DiT::head(Tensor& tokens, const Tensor& h, const TimeEmbedding& time) {
 }
 
 AttentionInputs DiT::attention_inputs(int index, const Tensor& h, const Tensor& m, const Tensor& rope_cos,
-                                      const Tensor& rope_sin) {
+                                      const Tensor& rope_sin, const Tensor* normed) {
   const auto& c = config_;
   Backend& be = backend_;
   const auto& b = w_.blocks[index];
@@ -248,8 +257,15 @@ AttentionInputs DiT::attention_inputs(int index, const Tensor& h, const Tensor& 
   const int64_t rows = h.dim(0), d = c.dim;
   const float eps = static_cast<float>(c.eps);
   AttentionInputs in;
-  Tensor a = be.scratch({rows, d}, cd);
-  be.layer_norm_modulate(a, h, row(m, 0), row(m, 1), eps);
+  Tensor a;
+  if (normed) {
+    if (normed->shape() != Shape{rows, d} || normed->dtype() != cd)
+      throw std::invalid_argument("attention_inputs: normed is " + shape_string(normed->shape()));
+    a = *normed;
+  } else {
+    a = be.scratch({rows, d}, cd);
+    be.layer_norm_modulate(a, h, row(m, 0), row(m, 1), eps);
+  }
   in.q = be.scratch({rows, c.heads, c.head_dim()}, cd);
   // K and V side by side in one buffer: ring attention passes both to the neighbour in one exchange, no copy.
   Tensor kv = be.scratch({2, rows, c.heads, c.head_dim()}, cd);
@@ -266,7 +282,7 @@ AttentionInputs DiT::attention_inputs(int index, const Tensor& h, const Tensor& 
 }
 
 void DiT::finish_block(int index, Tensor& h, const Tensor& m, const Tensor& self_attention,
-                       const ContextCache& context) {
+                       const ContextCache& context, const Tensor* next_m, Tensor* next_normed) {
   const auto& c = config_;
   Backend& be = backend_;
   const auto& b = w_.blocks[index];
@@ -300,7 +316,13 @@ void DiT::finish_block(int index, Tensor& h, const Tensor& m, const Tensor& self
   Tensor z = be.scratch({rows, c.ffn_dim}, cd);
   be.linear(z, a, b.ffn_in.w, &b.ffn_in.b, Epilogue::gelu_tanh);
   be.linear(y, z, b.ffn_out.w, &b.ffn_out.b, Epilogue::none);
-  be.add_gated(h, y, row(m, 5));
+  const Tensor ffn_gate = row(m, 5);
+  if (next_m && next_normed) {  // with the next block's first step (its modulated norm), one pass
+    const Tensor next_shift = row(*next_m, 0), next_scale = row(*next_m, 1);
+    be.add_layer_norm(h, y, &ffn_gate, *next_normed, nullptr, nullptr, &next_shift, &next_scale, eps);
+  } else {
+    be.add_gated(h, y, ffn_gate);
+  }
 }
 
 }  // namespace ditrun::wan

@@ -89,11 +89,15 @@ class DiT {
   // modulation + e0: the block's six [D] rows (shift, scale, gate for attention; shift, scale, gate for the FFN).
   Tensor block_modulation(int index, const TimeEmbedding& time);
   // q, k, v of `h` rows (residual stream, f32) whose RoPE angles are rope_cos/rope_sin [rows, head_dim/2].
+  // `normed`, if given, is the block's modulated norm of h already made (by the previous finish_block).
   AttentionInputs attention_inputs(int index, const Tensor& h, const Tensor& m, const Tensor& rope_cos,
-                                   const Tensor& rope_sin);
+                                   const Tensor& rope_sin, const Tensor* normed = nullptr);
   // The rest of block `index` for the rows of h, given their self-attention output attn [rows, heads, head_dim]:
-  // output projection and gated residual, cross-attention, FFN.
-  void finish_block(int index, Tensor& h, const Tensor& m, const Tensor& attn, const ContextCache& context);
+  // output projection and gated residual, cross-attention, FFN. With next_m (the next block's modulation), the
+  // last residual step also writes the next block's modulated norm into next_normed [rows, D] (compute dtype) in
+  // the same pass over h.
+  void finish_block(int index, Tensor& h, const Tensor& m, const Tensor& attn, const ContextCache& context,
+                    const Tensor* next_m = nullptr, Tensor* next_normed = nullptr);
   // Head: tokens [rows, C·4] f32 of the residual rows h.
   void head(Tensor& tokens, const Tensor& h, const TimeEmbedding& time);
 
