@@ -196,15 +196,15 @@ void DiT::forward_prepared(Tensor& v, const Tensor& x, const PreparedForward& pr
   be.copy(h, embedded);
 
   const TimeEmbedding time = time_embedding_of_input();
-  // Each block but the last leaves the next one's modulated norm here (finish_block's last residual step fused
-  // with it); block 0 makes its own.
+  // Each block's modulated norm, made here for block 0 and for the others by the previous block's last residual
+  // step (finish_block, one fused pass). Outside the blocks' scratch, so no block holds a second one.
   Tensor normed = be.scratch({rows, d}, cd);
   for (int i = 0; i < c.layers; ++i) {
     if (observer_) observer_(i, h);
     Arena::Scope block_scope(be.arena());
     const Tensor m = block_modulation(i, time);
-    const AttentionInputs in =
-        attention_inputs(i, h, m, prepared.rope_cos, prepared.rope_sin, i > 0 ? &normed : nullptr);
+    if (i == 0) attention_norm(normed, h, m);
+    const AttentionInputs in = attention_inputs(i, h, m, prepared.rope_cos, prepared.rope_sin, &normed);
     Tensor attn = be.scratch({rows, c.heads, c.head_dim()}, cd);
     if (sp) sp->attention(be, in.q, in.k, in.v, attn, attn_scale);
     else be.attention(attn, nullptr, in.q, in.k, in.v, rows, attn_scale);
@@ -248,6 +248,10 @@ void DiT::head(Tensor& tokens, const Tensor& h, const TimeEmbedding& time) {
   be.linear(tokens, normed, w_.head.w, &w_.head.b, Epilogue::none);
 }
 
+void DiT::attention_norm(Tensor& out, const Tensor& h, const Tensor& m) {
+  backend_.layer_norm_modulate(out, h, row(m, 0), row(m, 1), static_cast<float>(config_.eps));
+}
+
 AttentionInputs DiT::attention_inputs(int index, const Tensor& h, const Tensor& m, const Tensor& rope_cos,
                                       const Tensor& rope_sin, const Tensor* normed) {
   const auto& c = config_;
@@ -264,7 +268,7 @@ AttentionInputs DiT::attention_inputs(int index, const Tensor& h, const Tensor& 
     a = *normed;
   } else {
     a = be.scratch({rows, d}, cd);
-    be.layer_norm_modulate(a, h, row(m, 0), row(m, 1), eps);
+    attention_norm(a, h, m);
   }
   in.q = be.scratch({rows, c.heads, c.head_dim()}, cd);
   // K and V side by side in one buffer: ring attention passes both to the neighbour in one exchange, no copy.

@@ -98,6 +98,8 @@ class DiT {
   // the same pass over h.
   void finish_block(int index, Tensor& h, const Tensor& m, const Tensor& attn, const ContextCache& context,
                     const Tensor* next_m = nullptr, Tensor* next_normed = nullptr);
+  // out = the modulated norm of h that block attention starts from (spec §1.4 step 1; m = block_modulation).
+  void attention_norm(Tensor& out, const Tensor& h, const Tensor& m);
   // Head: tokens [rows, C·4] f32 of the residual rows h.
   void head(Tensor& tokens, const Tensor& h, const TimeEmbedding& time);
 
