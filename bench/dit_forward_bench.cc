@@ -4,12 +4,17 @@
 // With --gemm-tuning FILE every size runs twice, each time on a fresh backend and model: first with cuBLASLt's
 // heuristic GEMM algorithms, then with those measured per shape and kept in FILE (the first forward of that pass
 // measures the shapes FILE lacks: `ms_first` and `gemm_tuning` in the JSON show the cost).
+// With --op-times (CUDA) one more forward runs with CUDA events around every op (model/cuda/op_timing.h) and the
+// JSON gets `op_times`: GPU time, calls, TFLOP/s and share of that forward per op and shape. CUDA graphs are then
+// off for the whole run (DITRUN_CUDA_GRAPHS=0), so the op-timed forward launches the same kernels as the others.
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <sstream>
 #include <nlohmann/json.hpp>
 
@@ -22,6 +27,7 @@
 #include <cuda_runtime.h>
 
 #include "model/cuda/cuda_backend.h"
+#include "model/cuda/op_timing.h"
 #endif
 
 using namespace ditrun;
@@ -59,6 +65,46 @@ nlohmann::json gemm_tuning_json([[maybe_unused]] Backend& backend) {
   return nullptr;
 }
 
+// One forward with every op timed (CUDA only): the table on stdout, the entries as JSON.
+nlohmann::json op_times_json([[maybe_unused]] Backend& backend, [[maybe_unused]] const std::function<void()>& forward,
+                             [[maybe_unused]] const std::string& label) {
+#ifdef DITRUN_WITH_CUDA
+  auto* cuda = dynamic_cast<CudaBackend*>(&backend);
+  if (!cuda) return nullptr;
+  cuda::OpTiming& timing = cuda->op_timing();
+  timing.collect();  // drop anything timed before
+  backend.synchronize();
+  timing.set_enabled(true);
+  const auto t0 = std::chrono::steady_clock::now();
+  forward();
+  backend.synchronize();
+  const double forward_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  timing.set_enabled(false);
+  const auto entries = timing.collect();
+  double sum_ms = 0;
+  for (const auto& e : entries) sum_ms += e.ms;
+  std::printf("%s: one forward with op timing %.1f ms, ops %.1f ms (%zu op shapes)\n", label.c_str(), forward_ms,
+              sum_ms, entries.size());
+  std::printf("  %-16s %-36s %6s %10s %9s %8s %7s\n", "op", "shape", "calls", "ms", "ms/call", "TFLOP/s", "share");
+  nlohmann::json rows = nlohmann::json::array();
+  for (const auto& e : entries) {
+    const double tflops = e.flop > 0 ? e.flop / 1e12 / (e.ms / 1e3) : 0;
+    std::printf("  %-16s %-36s %6lld %10.2f %9.3f %8.1f %6.1f%%\n", e.op.c_str(), e.shape.c_str(),
+                static_cast<long long>(e.calls), e.ms, e.ms / e.calls, tflops, 100 * e.ms / forward_ms);
+    rows.push_back({{"op", e.op},
+                    {"shape", e.shape},
+                    {"calls", e.calls},
+                    {"ms", e.ms},
+                    {"flop", e.flop},
+                    {"tflops", tflops},
+                    {"share_of_forward", e.ms / forward_ms}});
+  }
+  return {{"forward_ms", forward_ms}, {"ops_ms", sum_ms}, {"ops", rows}};
+#else
+  return nullptr;
+#endif
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -76,7 +122,11 @@ int main(int argc, char** argv) {
   app.add_option("--gemm-tuning", tuning_file,
                  "GEMM tuning file: run every size untuned, then with the cuBLASLt algorithms measured per shape and "
                  "kept in this file (default: one pass, as $DITRUN_GEMM_TUNING says)");
+  bool op_times = false;
+  app.add_flag("--op-times", op_times,
+               "one more forward with CUDA events around every op: GPU time per op and shape (turns CUDA graphs off)");
   CLI11_PARSE(app, argc, argv);
+  if (op_times) setenv("DITRUN_CUDA_GRAPHS", "0", 1);
 
   nlohmann::json results = nlohmann::json::array();
   std::vector<std::string> passes = {cuda::gemm_tuning_file().string()};
@@ -148,6 +198,9 @@ int main(int argc, char** argv) {
           {"ms_first", first_ms},
           {"gemm_tuning", gemm_tuning_json(*backend)},
       };
+      if (op_times)
+        result["op_times"] =
+            op_times_json(*backend, [&] { dit.forward(v, x, 500.0, cache); }, c.name + " " + size);
       std::printf("%s\n", result.dump().c_str());
       results.push_back(result);
     }

@@ -3,6 +3,10 @@
 
     python3 bench/pytorch_wan_forward.py --config 1.3b --width 832 --height 480 --frames 81 --json out.json
 
+With --profile-json FILE one more forward runs with CUDA events around every nn.Linear and SDPA call, and FILE gets
+their GPU time grouped by input shapes and the forward's time (bench/run_op_profile.sh puts it beside
+dit_forward_bench --op-times).
+
 Needs torch and diffusers (the GPU machine has torch; carry the diffusers wheel, see bench/README.md).
 """
 import argparse
@@ -26,6 +30,7 @@ def main():
     p.add_argument("--iters", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--json")
+    p.add_argument("--profile-json")
     a = p.parse_args()
 
     from diffusers import WanTransformer3DModel
@@ -74,9 +79,69 @@ def main():
         "output_rms": float(out.float().pow(2).mean().sqrt()),
     }
     print(json.dumps(result))
+    if a.profile_json:
+        with open(a.profile_json, "w") as f:
+            json.dump(profile_forward(model, x, t, ctx), f, indent=2)
     if a.json:
         with open(a.json, "w") as f:
             json.dump(result, f, indent=2)
+
+
+def profile_forward(model, x, t, ctx):
+    """One more forward with CUDA events around every nn.Linear call (module hooks) and every SDPA call (a wrapper
+    around torch.nn.functional.scaled_dot_product_attention, which diffusers' attention dispatch calls), grouped
+    by input shapes. Events need no synchronisation, so the forward runs as it does unprofiled."""
+    import torch.nn.functional as F
+
+    records = []  # (op, input shapes, start event, end event)
+
+    def event():
+        return torch.cuda.Event(enable_timing=True)
+
+    def before_linear(module, args):
+        module._ditrun_start = event()
+        module._ditrun_start.record()
+
+    def after_linear(module, args, output):
+        end = event()
+        end.record()
+        records.append(("aten::linear", [list(args[0].shape), list(module.weight.shape)], module._ditrun_start, end))
+
+    sdpa = F.scaled_dot_product_attention
+
+    def timed_sdpa(query, key, value, *args, **kwargs):
+        start, end = event(), event()
+        start.record()
+        out = sdpa(query, key, value, *args, **kwargs)
+        end.record()
+        records.append(("aten::scaled_dot_product_attention", [list(query.shape), list(key.shape)], start, end))
+        return out
+
+    hooks = []
+    for m in model.modules():
+        if isinstance(m, torch.nn.Linear):
+            hooks += [m.register_forward_pre_hook(before_linear), m.register_forward_hook(after_linear)]
+    F.scaled_dot_product_attention = timed_sdpa
+    try:
+        with torch.no_grad():
+            start, end = event(), event()
+            start.record()
+            model(hidden_states=x, timestep=t, encoder_hidden_states=ctx, return_dict=False)
+            end.record()
+            torch.cuda.synchronize()
+    finally:
+        F.scaled_dot_product_attention = sdpa
+        for h in hooks:
+            h.remove()
+    groups = {}
+    for op, shapes, s, e in records:
+        g = groups.setdefault((op, json.dumps(shapes)), {"op": op, "input_shapes": shapes, "calls": 0, "ms": 0.0})
+        g["calls"] += 1
+        g["ms"] += s.elapsed_time(e)
+    if not any(op == "aten::scaled_dot_product_attention" for op, *_ in records):
+        raise SystemExit("profile: no SDPA call was seen (diffusers no longer calls F.scaled_dot_product_attention)")
+    return {"implementation": "pytorch-diffusers-eager-sdpa", "torch": torch.__version__,
+            "forward_ms": start.elapsed_time(end), "ops": list(groups.values())}
 
 
 if __name__ == "__main__":

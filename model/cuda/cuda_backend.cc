@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "comm/cuda_check.h"
+#include "model/cuda/op_timing.h"
 #include "model/cuda/attention.h"
 #include "model/cuda/attention_sm90.h"
 #include "model/cuda/elementwise.h"
@@ -54,6 +55,14 @@ void require_alias_same_dtype(const Tensor& out, const Tensor& x, const char* op
   if (out.data() == x.data() && out.dtype() != x.dtype()) invalid(op, "out aliases x with another dtype");
 }
 
+// Op timing keys: "rows×d" of a row op, with the dtypes that set its traffic.
+std::string rows_key(const Tensor& x, const Tensor* out = nullptr) {
+  std::string key =
+      std::to_string(x.rows()) + "x" + std::to_string(x.dim(-1)) + " " + std::string(dtype_name(x.dtype()));
+  if (out) key += "->" + std::string(dtype_name(out->dtype()));
+  return key;
+}
+
 }  // namespace
 
 CudaBackend::CudaBackend() {
@@ -75,7 +84,9 @@ CudaBackend::CudaBackend() {
         },
         [](void* p) { cudaFree(p); }, kArenaChunk);
     gemm_ = std::make_unique<cuda::Gemm>(stream_, cuda::gemm_tuning_file());
+    op_timing_ = std::make_unique<cuda::OpTiming>(stream_);
   } catch (...) {
+    gemm_.reset();
     arena_.reset();
     cudaEventDestroy(compute_done_);
     cudaStreamDestroy(comm_stream_);
@@ -91,6 +102,7 @@ CudaBackend::~CudaBackend() {
   for (auto& [key, exec] : graphs_)
     if (exec) cudaGraphExecDestroy(exec);
   gemm_.reset();
+  op_timing_.reset();
   if (staging_) cudaFree(staging_);
   arena_.reset();
   for (cudaEvent_t e : comm_marks_) cudaEventDestroy(e);
@@ -288,6 +300,7 @@ void CudaBackend::download(const Tensor& t, float* host) {
 
 void CudaBackend::copy(Tensor& dst, const Tensor& src) {
   require_device("copy", {&dst, &src});
+  const auto timed = op_timing_->time("copy", [&] { return rows_key(src, &dst); }, 0);
   require_same_numel(dst, src, "copy");
   require_dtype(dst, {DType::f32, DType::bf16}, "copy", "destination");
   require_dtype(src, {DType::f32, DType::bf16}, "copy", "source");
@@ -305,11 +318,21 @@ const cuda::GemmTuningStats& CudaBackend::gemm_tuning_stats() const { return gem
 
 void CudaBackend::linear(Tensor& out, const Tensor& x, const Tensor& w, const Tensor* bias, Epilogue epilogue) {
   require_device("linear", {&out, &x, &w, bias});
+  const int64_t m = x.numel() / std::max<int64_t>(x.dim(-1), 1), n = w.dim(0), k = x.dim(-1);
+  const auto timed = op_timing_->time(
+      "linear",
+      [&] {
+        return std::to_string(m) + "x" + std::to_string(n) + "x" + std::to_string(k) + " " +
+               std::string(dtype_name(x.dtype())) + "->" + std::string(dtype_name(out.dtype())) +
+               (epilogue == Epilogue::gelu_tanh ? " gelu" : "") + (bias ? " bias" : "");
+      },
+      2.0 * static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k));
   gemm_->linear(out, x, w, bias, epilogue);
 }
 
 void CudaBackend::layer_norm(Tensor& out, const Tensor& x, const Tensor* weight, const Tensor* bias, float eps) {
   require_device("layer_norm", {&out, &x, weight, bias});
+  const auto timed = op_timing_->time("layer_norm", [&] { return rows_key(x, &out); }, 0);
   require_same_numel(out, x, "layer_norm");
   require_alias_same_dtype(out, x, "layer_norm");
   const int64_t d = x.dim(-1);
@@ -322,6 +345,7 @@ void CudaBackend::layer_norm(Tensor& out, const Tensor& x, const Tensor* weight,
 void CudaBackend::layer_norm_modulate(Tensor& out, const Tensor& x, const Tensor& shift, const Tensor& scale,
                                       float eps) {
   require_device("layer_norm_modulate", {&out, &x, &shift, &scale});
+  const auto timed = op_timing_->time("layer_norm_modulate", [&] { return rows_key(x, &out); }, 0);
   require_same_numel(out, x, "layer_norm_modulate");
   require_alias_same_dtype(out, x, "layer_norm_modulate");
   const int64_t d = x.dim(-1);
@@ -333,6 +357,7 @@ void CudaBackend::layer_norm_modulate(Tensor& out, const Tensor& x, const Tensor
 
 void CudaBackend::rms_norm(Tensor& out, const Tensor& x, const Tensor& weight, float eps) {
   require_device("rms_norm", {&out, &x, &weight});
+  const auto timed = op_timing_->time("rms_norm", [&] { return rows_key(x, &out); }, 0);
   require_same_numel(out, x, "rms_norm");
   require_alias_same_dtype(out, x, "rms_norm");
   const int64_t d = x.dim(-1);
@@ -355,6 +380,7 @@ void CudaBackend::rope(Tensor& x, const Tensor& cos, const Tensor& sin) {
 
 void CudaBackend::rms_norm_rope(Tensor& x, const Tensor& weight, float eps, const Tensor& cos, const Tensor& sin) {
   require_device("rms_norm_rope", {&x, &weight, &cos, &sin});
+  const auto timed = op_timing_->time("rms_norm_rope", [&] { return rows_key(x); }, 0);
   if (x.rank() != 3) invalid("rms_norm_rope", "x " + shape_string(x.shape()) + " is not [L, H, d]");
   const int64_t l = x.dim(0), h = x.dim(1), d = x.dim(2);
   require_vector(weight, h * d, "rms_norm_rope", "weight");
@@ -369,6 +395,7 @@ void CudaBackend::rms_norm_rope(Tensor& x, const Tensor& weight, float eps, cons
 
 void CudaBackend::add_gated(Tensor& x, const Tensor& y, const Tensor& gate) {
   require_device("add_gated", {&x, &y, &gate});
+  const auto timed = op_timing_->time("add_gated", [&] { return rows_key(x); }, 0);
   require_dtype(x, {DType::f32}, "add_gated", "x");
   require_same_numel(x, y, "add_gated");
   const int64_t d = x.dim(-1);
@@ -378,6 +405,7 @@ void CudaBackend::add_gated(Tensor& x, const Tensor& y, const Tensor& gate) {
 
 void CudaBackend::add(Tensor& x, const Tensor& y) {
   require_device("add", {&x, &y});
+  const auto timed = op_timing_->time("add", [&] { return rows_key(x); }, 0);
   require_dtype(x, {DType::f32}, "add", "x");
   require_same_numel(x, y, "add");
   cuda::add_gated(x.ptr<float>(), y.data(), y.dtype(), nullptr, 1, x.numel(), stream_);
@@ -386,6 +414,7 @@ void CudaBackend::add(Tensor& x, const Tensor& y) {
 void CudaBackend::add_layer_norm(Tensor& x, const Tensor& y, const Tensor* gate, Tensor& out, const Tensor* weight,
                                  const Tensor* bias, const Tensor* shift, const Tensor* scale, float eps) {
   require_device("add_layer_norm", {&x, &y, gate, &out, weight, bias, shift, scale});
+  const auto timed = op_timing_->time("add_layer_norm", [&] { return rows_key(y, &out); }, 0);
   require_dtype(x, {DType::f32}, "add_layer_norm", "x");
   require_same_numel(x, y, "add_layer_norm");
   require_same_numel(out, x, "add_layer_norm");
@@ -404,6 +433,7 @@ void CudaBackend::add_layer_norm(Tensor& x, const Tensor& y, const Tensor* gate,
 
 void CudaBackend::silu(Tensor& out, const Tensor& x) {
   require_device("silu", {&out, &x});
+  const auto timed = op_timing_->time("silu", [&] { return rows_key(x, &out); }, 0);
   require_same_numel(out, x, "silu");
   require_alias_same_dtype(out, x, "silu");
   cuda::silu(out.data(), out.dtype(), x.data(), x.dtype(), x.numel(), stream_);
@@ -411,6 +441,7 @@ void CudaBackend::silu(Tensor& out, const Tensor& x) {
 
 void CudaBackend::lincomb(Tensor& out, std::span<const float> coeffs, std::span<const Tensor* const> inputs) {
   require_device("lincomb", {&out});
+  const auto timed = op_timing_->time("lincomb", [&] { return rows_key(out); }, 0);
   require_dtype(out, {DType::f32}, "lincomb", "out");
   if (coeffs.size() != inputs.size()) invalid("lincomb", "coefficient count");
   if (inputs.size() > static_cast<size_t>(cuda::kMaxLincombInputs))
@@ -444,6 +475,15 @@ void CudaBackend::attention(Tensor& out, Tensor* lse, const Tensor& q, const Ten
     require_dtype(*lse, {DType::f32}, "attention", "lse");
     if (lse->numel() != h * lq) invalid("attention", "lse " + shape_string(lse->shape()));
   }
+  const int64_t valid_keys = std::clamp<int64_t>(kv_valid, 0, lk);
+  const auto timed = op_timing_->time(
+      "attention",
+      [&] {
+        return std::to_string(h) + "x" + std::to_string(lq) + "x" + std::to_string(valid_keys) + " d" +
+               std::to_string(d) + " " + std::string(dtype_name(dtype));
+      },
+      4.0 * static_cast<double>(h) * static_cast<double>(lq) * static_cast<double>(valid_keys) *
+          static_cast<double>(d));
   if (dtype == DType::f32) {
     const int64_t keys = std::clamp<int64_t>(kv_valid, 0, lk);
     if (h == 1 && keys > 0) {  // the VAE's one wide head (spec §4.2): fp32 GEMMs around a row softmax
@@ -495,6 +535,7 @@ void CudaBackend::attention_f32_by_gemm(Tensor& out, Tensor* lse, const Tensor& 
 
 void CudaBackend::patchify(Tensor& tokens, const Tensor& latent) {
   require_device("patchify", {&tokens, &latent});
+  const auto timed = op_timing_->time("patchify", [&] { return rows_key(tokens); }, 0);
   require_dtype(latent, {DType::f32}, "patchify", "latent");
   if (latent.rank() != 4) invalid("patchify", "latent " + shape_string(latent.shape()) + " is not [C, F, H, W]");
   const int64_t c = latent.dim(0), f = latent.dim(1), hh = latent.dim(2), ww = latent.dim(3);
@@ -504,6 +545,7 @@ void CudaBackend::patchify(Tensor& tokens, const Tensor& latent) {
 
 void CudaBackend::unpatchify(Tensor& latent, const Tensor& tokens) {
   require_device("unpatchify", {&latent, &tokens});
+  const auto timed = op_timing_->time("unpatchify", [&] { return rows_key(tokens); }, 0);
   require_dtype(latent, {DType::f32}, "unpatchify", "latent");
   if (latent.rank() != 4) invalid("unpatchify", "latent " + shape_string(latent.shape()) + " is not [C, F, H, W]");
   const int64_t c = latent.dim(0), f = latent.dim(1), hh = latent.dim(2), ww = latent.dim(3);

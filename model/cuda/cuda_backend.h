@@ -14,6 +14,7 @@ namespace ditrun {
 
 namespace cuda {
 class Gemm;
+class OpTiming;
 struct GemmTuningStats;
 }
 
@@ -43,6 +44,8 @@ class CudaBackend final : public Backend {
   // How the GEMMs' cuBLASLt algorithms were chosen: measured, or loaded from the tuning file that was set when this
   // backend was made (cuda::gemm_tuning_file(); none = cuBLASLt's heuristic, all zero).
   const cuda::GemmTuningStats& gemm_tuning_stats() const;
+  // GPU time per op and shape (model/cuda/op_timing.h): off until set_enabled(true); the DiT's ops are timed.
+  cuda::OpTiming& op_timing() { return *op_timing_; }
 
   Tensor allocate(const Shape& shape, DType dtype) override;
   void upload(Tensor& t, const float* host) override;
@@ -114,6 +117,7 @@ class CudaBackend final : public Backend {
   std::vector<cudaEvent_t> time_marks_;  // timing events, a pool like comm_marks_
   size_t time_marks_used_ = 0;
   std::unique_ptr<cuda::Gemm> gemm_;
+  std::unique_ptr<cuda::OpTiming> op_timing_;
   float* staging_ = nullptr;
   size_t staging_floats_ = 0;
 };
