@@ -12,6 +12,7 @@
 
 #include "model/core/philox.h"
 #include "model/cuda/gemm_tuning_cache.h"
+#include "model/cuda/op_timing.h"
 #include "tests/cuda_ops_fixture.h"
 
 using namespace ditrun;
@@ -487,6 +488,61 @@ TEST_F(CudaOps, AddLayerNorm) {
                std::invalid_argument);
   EXPECT_THROW(gpu_->add_layer_norm(x, y, nullptr, x, nullptr, nullptr, nullptr, nullptr, 1e-6f),
                std::invalid_argument);
+}
+
+// Op timing (dit_forward_bench --op-times): nothing while off; when on, one entry per op and shape with its calls,
+// FLOPs (2·M·N·K for a GEMM, 4·heads·queries·keys·d for attention) and a GPU time that grows with the work; ops
+// queued inside a graph capture are left out; collect() empties the totals.
+TEST_F(CudaOps, OpTimingSumsEachOpAndShape) {
+  cuda::OpTiming& timing = gpu_->op_timing();
+  const int64_t m = 2048, n = 1024, k = 1024;
+  Tensor x = gpu(random(m * k, 1), {m, k}, DType::bf16), w = gpu(random(n * k, 2), {n, k}, DType::bf16);
+  Tensor y = gpu_->allocate({m, n}, DType::bf16), big_y = gpu_->allocate({4 * m, n}, DType::bf16);
+  Tensor big_x = gpu(random(4 * m * k, 3), {4 * m, k}, DType::bf16);
+  Tensor q = gpu(random(256 * 2 * 128, 4), {256, 2, 128}, DType::bf16);
+  Tensor o = gpu_->allocate({256, 2, 128}, DType::bf16);
+  gpu_->linear(y, x, w, nullptr, Epilogue::none);  // off: not timed
+  EXPECT_TRUE(timing.collect().empty());
+
+  timing.set_enabled(true);
+  for (int i = 0; i < 3; ++i) gpu_->linear(y, x, w, nullptr, Epilogue::none);
+  for (int i = 0; i < 3; ++i) gpu_->linear(big_y, big_x, w, nullptr, Epilogue::none);
+  gpu_->attention(o, nullptr, q, q, q, 200, 0.1f);
+  Tensor normed = gpu_->allocate({m, n}, DType::bf16);
+  gpu_->layer_norm(normed, y, nullptr, nullptr, 1e-6f);
+  cudaStream_t stream = gpu_->stream();
+  cudaGraph_t graph = nullptr;
+  ASSERT_EQ(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), cudaSuccess);
+  gpu_->layer_norm(normed, y, nullptr, nullptr, 1e-6f);  // captured: not timed
+  ASSERT_EQ(cudaStreamEndCapture(stream, &graph), cudaSuccess);
+  cudaGraphDestroy(graph);
+  timing.set_enabled(false);
+  gpu_->layer_norm(normed, y, nullptr, nullptr, 1e-6f);  // off again
+
+  const auto entries = timing.collect();
+  ASSERT_EQ(entries.size(), 4u);
+  auto find = [&](const std::string& op, const std::string& shape_prefix) -> const cuda::OpTiming::Entry* {
+    for (const auto& e : entries)
+      if (e.op == op && e.shape.rfind(shape_prefix, 0) == 0) return &e;
+    return nullptr;
+  };
+  const auto* small = find("linear", "2048x1024x1024 bf16->bf16");
+  const auto* large = find("linear", "8192x1024x1024 bf16->bf16");
+  const auto* attention = find("attention", "2x256x200 d128 bf16");
+  const auto* norm = find("layer_norm", "2048x1024 bf16->bf16");
+  ASSERT_TRUE(small && large && attention && norm);
+  EXPECT_EQ(small->calls, 3);
+  EXPECT_EQ(large->calls, 3);
+  EXPECT_EQ(attention->calls, 1);
+  EXPECT_EQ(norm->calls, 1);
+  EXPECT_DOUBLE_EQ(small->flop, 3 * 2.0 * m * n * k);
+  EXPECT_DOUBLE_EQ(large->flop, 3 * 2.0 * 4 * m * n * k);
+  EXPECT_DOUBLE_EQ(attention->flop, 4.0 * 2 * 256 * 200 * 128);
+  EXPECT_EQ(norm->flop, 0);
+  for (const auto& e : entries) EXPECT_GT(e.ms, 0) << e.op << " " << e.shape;
+  EXPECT_GT(large->ms, 2 * small->ms);  // four times the work
+  EXPECT_EQ(&entries.front(), large);   // the longest first
+  EXPECT_TRUE(timing.collect().empty());
 }
 
 TEST_F(CudaOps, Silu) {
