@@ -110,10 +110,14 @@ TimeEmbedding DiT::time_embedding_of_input() {
 
 Tensor DiT::block_modulation(int index, const TimeEmbedding& time) {
   Tensor m = backend_.scratch({6, config_.dim}, DType::f32);
+  block_modulation(m, index, time);
+  return m;
+}
+
+void DiT::block_modulation(Tensor& m, int index, const TimeEmbedding& time) {
   const float ones[2] = {1.f, 1.f};
   const Tensor* in[2] = {&w_.blocks[index].modulation, &time.e0};
   backend_.lincomb(m, ones, in);
-  return m;
 }
 
 void DiT::forward(Tensor& v, const Tensor& x, double timestep, const ContextCache& context) {
@@ -197,19 +201,23 @@ void DiT::forward_prepared(Tensor& v, const Tensor& x, const PreparedForward& pr
 
   const TimeEmbedding time = time_embedding_of_input();
   // Each block's modulated norm, made here for block 0 and for the others by the previous block's last residual
-  // step (finish_block, one fused pass). Outside the blocks' scratch, so no block holds a second one.
+  // step (finish_block, one fused pass), which needs the next block's modulation: two modulation buffers taking
+  // turns. Both outside the blocks' scratch, so no block holds a second norm.
   Tensor normed = be.scratch({rows, d}, cd);
+  Tensor modulation[2] = {be.scratch({6, d}, DType::f32), be.scratch({6, d}, DType::f32)};
+  block_modulation(modulation[0], 0, time);
+  attention_norm(normed, h, modulation[0]);
   for (int i = 0; i < c.layers; ++i) {
     if (observer_) observer_(i, h);
     Arena::Scope block_scope(be.arena());
-    const Tensor m = block_modulation(i, time);
-    if (i == 0) attention_norm(normed, h, m);
+    const Tensor& m = modulation[i % 2];
     const AttentionInputs in = attention_inputs(i, h, m, prepared.rope_cos, prepared.rope_sin, &normed);
     Tensor attn = be.scratch({rows, c.heads, c.head_dim()}, cd);
     if (sp) sp->attention(be, in.q, in.k, in.v, attn, attn_scale);
     else be.attention(attn, nullptr, in.q, in.k, in.v, rows, attn_scale);
     if (i + 1 < c.layers) {
-      const Tensor next_m = block_modulation(i + 1, time);
+      Tensor& next_m = modulation[(i + 1) % 2];
+      block_modulation(next_m, i + 1, time);
       finish_block(i, h, m, attn, context, &next_m, &normed);
     } else {
       finish_block(i, h, m, attn, context);

@@ -88,6 +88,7 @@ class DiT {
   TimeEmbedding time_embedding(double timestep);
   // modulation + e0: the block's six [D] rows (shift, scale, gate for attention; shift, scale, gate for the FFN).
   Tensor block_modulation(int index, const TimeEmbedding& time);
+  void block_modulation(Tensor& m, int index, const TimeEmbedding& time);  // into m [6, D] f32
   // q, k, v of `h` rows (residual stream, f32) whose RoPE angles are rope_cos/rope_sin [rows, head_dim/2].
   // `normed`, if given, is the block's modulated norm of h already made (by the previous finish_block).
   AttentionInputs attention_inputs(int index, const Tensor& h, const Tensor& m, const Tensor& rope_cos,
