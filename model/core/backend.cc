@@ -55,10 +55,15 @@ void Backend::causal_conv3d(Tensor& out, const Tensor* history, const Tensor& x,
   if (residual) add(out, *residual);
 }
 
-void Backend::add_layer_norm(Tensor& x, const Tensor& y, const Tensor* gate, Tensor& out, const Tensor* weight,
-                             const Tensor* bias, const Tensor* shift, const Tensor* scale, float eps) {
+void Backend::require_norm_choice(const Tensor* weight, const Tensor* bias, const Tensor* shift,
+                                  const Tensor* scale) {
   if ((shift == nullptr) != (scale == nullptr) || (shift && (weight || bias)))
     throw std::invalid_argument("add_layer_norm: give shift with scale, and not with weight or bias");
+}
+
+void Backend::add_layer_norm(Tensor& x, const Tensor& y, const Tensor* gate, Tensor& out, const Tensor* weight,
+                             const Tensor* bias, const Tensor* shift, const Tensor* scale, float eps) {
+  require_norm_choice(weight, bias, shift, scale);
   if (gate)
     add_gated(x, y, *gate);
   else

@@ -188,6 +188,10 @@ class Backend {
   virtual void multiply(Tensor& x, const Tensor& y) = 0;
 
  protected:
+  // add_layer_norm's choice of norm: shift goes with scale, and neither with weight or bias (invalid_argument).
+  static void require_norm_choice(const Tensor* weight, const Tensor* bias, const Tensor* shift,
+                                  const Tensor* scale);
+
   std::unique_ptr<Arena> arena_;
 
  private:

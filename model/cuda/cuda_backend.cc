@@ -419,8 +419,7 @@ void CudaBackend::add_layer_norm(Tensor& x, const Tensor& y, const Tensor* gate,
   require_same_numel(x, y, "add_layer_norm");
   require_same_numel(out, x, "add_layer_norm");
   if (out.data() == x.data() || out.data() == y.data()) invalid("add_layer_norm", "out aliases x or y");
-  if ((shift == nullptr) != (scale == nullptr) || (shift && (weight || bias)))
-    invalid("add_layer_norm", "give shift with scale, and not with weight or bias");
+  require_norm_choice(weight, bias, shift, scale);
   const int64_t d = x.dim(-1);
   const std::pair<const Tensor*, const char*> vectors[] = {
       {gate, "gate"}, {weight, "weight"}, {bias, "bias"}, {shift, "shift"}, {scale, "scale"}};
@@ -485,14 +484,13 @@ void CudaBackend::attention(Tensor& out, Tensor* lse, const Tensor& q, const Ten
       4.0 * static_cast<double>(h) * static_cast<double>(lq) * static_cast<double>(valid_keys) *
           static_cast<double>(d));
   if (dtype == DType::f32) {
-    const int64_t keys = std::clamp<int64_t>(kv_valid, 0, lk);
-    if (h == 1 && keys > 0) {  // the VAE's one wide head (spec §4.2): fp32 GEMMs around a row softmax
-      attention_f32_by_gemm(out, lse, q, k, v, keys, scale);
+    if (h == 1 && valid_keys > 0) {  // the VAE's one wide head (spec §4.2): fp32 GEMMs around a row softmax
+      attention_f32_by_gemm(out, lse, q, k, v, valid_keys, scale);
       return;
     }
     cuda::attention_f32(out.ptr<float>(), lse ? lse->ptr<float>() : nullptr, q.ptr<float>(), k.ptr<float>(),
-                        v.ptr<float>(), lq, lk, std::clamp<int64_t>(kv_valid, 0, lk), static_cast<int>(h),
-                        static_cast<int>(d), scale, stream_);
+                        v.ptr<float>(), lq, lk, valid_keys, static_cast<int>(h), static_cast<int>(d), scale,
+                        stream_);
     return;
   }
   // Head dim 128 (every Wan2.1 DiT) on the Hopper kernel (wgmma/TMA, attention_sm90.h), which needs 16-byte
@@ -500,13 +498,11 @@ void CudaBackend::attention(Tensor& out, Tensor* lse, const Tensor& q, const Ten
   const auto aligned = [](const Tensor& t) { return reinterpret_cast<uintptr_t>(t.data()) % 16 == 0; };
   if (d == 128 && scale > 0.f && aligned(q) && aligned(k) && aligned(v)) {
     cuda::attention_bf16_sm90(out.data(), lse ? lse->ptr<float>() : nullptr, q.data(), k.data(), v.data(), lq, lk,
-                              std::clamp<int64_t>(kv_valid, 0, lk), static_cast<int>(h), static_cast<int>(d), scale,
-                              stream_);
+                              valid_keys, static_cast<int>(h), static_cast<int>(d), scale, stream_);
     return;
   }
   cuda::attention_bf16(out.data(), lse ? lse->ptr<float>() : nullptr, q.data(), k.data(), v.data(), lq, lk,
-                       std::clamp<int64_t>(kv_valid, 0, lk), static_cast<int>(h), static_cast<int>(d), scale,
-                       stream_);
+                       valid_keys, static_cast<int>(h), static_cast<int>(d), scale, stream_);
 }
 
 // One head as S = q·kᵀ (cuBLASLt, TF32 tensor cores with fp32 accumulation: the convolutions around it round
